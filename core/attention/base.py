@@ -1,0 +1,222 @@
+"""The token-mixer contract that every attention mechanism in attnlab follows.
+
+A :class:`TokenMixer` maps tokens ``x`` of shape ``(B, N, C)`` to ``(B, N, C)``. Models never build a
+mechanism directly: they receive an :data:`AttentionFactory` (``Callable[[int], TokenMixer]``) and call it
+as ``attention(dim, layer_idx=i, num_layers=depth)``, so ``--model.attention=<Name>`` swaps the mechanism
+in any domain without code changes.
+
+Forward keywords (all optional):
+
+* ``grid``: the spatial shape ``(H, W)`` or ``(T, H, W)`` of the tokens, row-major, for mechanisms with
+  ``needs_grid``.
+* ``mask``: boolean, **True = may attend** (the polarity of ``F.scaled_dot_product_attention``). Accepted
+  shapes are ``(B, M)`` (key padding), ``(B | 1, N, M)`` and ``(B | 1, heads | 1, N, M)``.
+  ``nn.MultiheadAttention`` uses the opposite polarity; convert at the edge with :func:`invert_mask`.
+* ``is_causal``: query ``i`` may attend key ``j`` only when ``j <= i`` (top-left aligned, as SDPA).
+* ``context``: ``(B, M, C_ctx)`` keys/values for cross-attention.
+
+A mixer given something it does not support raises a ``ValueError`` naming the argument and the shape it
+expected. A mixer may set ``aux_loss`` during ``forward`` (e.g. a load-balancing loss); tasks add it to the
+training loss.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "AttentionFactory",
+    "TokenMixer",
+    "check_grid",
+    "invert_mask",
+    "normalize_mask",
+]
+
+
+class TokenMixer(nn.Module):
+    """Base class of every attention mechanism: tokens ``(B, N, C) -> (B, N, C)``.
+
+    Subclasses implement :meth:`mix`; :meth:`forward` validates the inputs against the class's capability
+    flags first, so every mechanism rejects unsupported arguments in the same, clear way.
+
+    Args:
+        dim: Channel dimension ``C`` of the tokens.
+        layer_idx: Index of the layer that owns this mixer (0-based). Some mechanisms depend on depth.
+        num_layers: Number of layers in the stack that owns this mixer.
+    """
+
+    supports_mask: ClassVar[bool] = True
+    supports_causal: ClassVar[bool] = False
+    causal_only: ClassVar[bool] = False
+    supports_context: ClassVar[bool] = False
+    requires_context: ClassVar[bool] = False
+    needs_grid: ClassVar[bool] = False
+
+    def __init__(self, dim: int, *, layer_idx: int = 0, num_layers: int = 1) -> None:
+        super().__init__()
+        if dim <= 0:
+            raise ValueError(f"{type(self).__name__}: dim must be positive, got {dim}")
+        if num_layers < 1 or not 0 <= layer_idx < num_layers:
+            raise ValueError(
+                f"{type(self).__name__}: expected 0 <= layer_idx < num_layers, "
+                f"got layer_idx={layer_idx}, num_layers={num_layers}"
+            )
+        self.dim = dim
+        self.layer_idx = layer_idx
+        self.num_layers = num_layers
+        self.aux_loss: Tensor | None = None
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        grid: Sequence[int] | None = None,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        context: Tensor | None = None,
+    ) -> Tensor:
+        """Validate the inputs against the capability flags, then mix the tokens.
+
+        Args:
+            x: Tokens of shape ``(B, N, C)``.
+            grid: Spatial shape of the tokens, for mechanisms that need it.
+            mask: Boolean attention mask, True = may attend.
+            is_causal: Whether query ``i`` may only attend keys ``j <= i``.
+            context: Keys/values ``(B, M, C_ctx)`` for cross-attention.
+
+        Returns:
+            Mixed tokens of shape ``(B, N, C)``.
+        """
+        self._check_inputs(x, grid=grid, mask=mask, is_causal=is_causal, context=context)
+        return self.mix(x, grid=grid, mask=mask, is_causal=is_causal, context=context)
+
+    def mix(
+        self,
+        x: Tensor,
+        *,
+        grid: Sequence[int] | None,
+        mask: Tensor | None,
+        is_causal: bool,
+        context: Tensor | None,
+    ) -> Tensor:
+        """Mix validated tokens. Subclasses implement this instead of ``forward``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement mix()")
+
+    def extra_repr(self) -> str:
+        """Show the dimension and the layer position in ``print(model)``."""
+        return f"dim={self.dim}, layer_idx={self.layer_idx}, num_layers={self.num_layers}"
+
+    def _check_inputs(
+        self,
+        x: Tensor,
+        *,
+        grid: Sequence[int] | None,
+        mask: Tensor | None,
+        is_causal: bool,
+        context: Tensor | None,
+    ) -> None:
+        name = type(self).__name__
+        if x.ndim != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"{name}: expected x of shape (B, N, {self.dim}), got {tuple(x.shape)}")
+        if mask is not None and not self.supports_mask:
+            raise ValueError(f"{name} does not support `mask`; got a mask of shape {tuple(mask.shape)}")
+        if is_causal and not self.supports_causal:
+            raise ValueError(f"{name} is non-causal; `is_causal=True` is not supported")
+        if self.causal_only and not is_causal:
+            raise ValueError(f"{name} is causal-only; call it with `is_causal=True`")
+        if context is not None and not self.supports_context:
+            raise ValueError(
+                f"{name} is a self-attention mechanism and does not take `context`; "
+                f"got context of shape {tuple(context.shape)}"
+            )
+        if context is None and self.requires_context:
+            raise ValueError(f"{name} is a cross-attention mechanism: pass `context` of shape (B, M, C)")
+        if context is not None and (context.ndim != 3 or context.shape[0] != x.shape[0]):
+            raise ValueError(
+                f"{name}: expected context of shape ({x.shape[0]}, M, C_ctx), got {tuple(context.shape)}"
+            )
+        if self.needs_grid and grid is None:
+            raise ValueError(
+                f"{name} needs `grid` (the (H, W) or (T, H, W) shape of the {x.shape[1]} tokens)"
+            )
+        if grid is not None:
+            check_grid(grid, x.shape[1], name)
+
+
+AttentionFactory = Callable[[int], TokenMixer]
+"""The type models use for an injected mechanism: ``attention(dim, layer_idx=i, num_layers=L)``."""
+
+
+def check_grid(grid: Sequence[int], num_tokens: int, owner: str = "attention") -> tuple[int, ...]:
+    """Check that a spatial grid matches the number of tokens.
+
+    Args:
+        grid: ``(H, W)`` or ``(T, H, W)``.
+        num_tokens: ``N`` of the token tensor.
+        owner: Name used in the error message.
+
+    Returns:
+        The grid as a tuple of ints.
+
+    Raises:
+        ValueError: If the grid is not 1- to 3-D, has a non-positive side, or does not hold N tokens.
+    """
+    grid = tuple(int(g) for g in grid)
+    if not 1 <= len(grid) <= 3 or min(grid) <= 0:
+        raise ValueError(f"{owner}: grid must be 1 to 3 positive sizes, got {grid}")
+    if math.prod(grid) != num_tokens:
+        raise ValueError(
+            f"{owner}: grid {grid} holds {math.prod(grid)} tokens but x has N={num_tokens} tokens"
+        )
+    return grid
+
+
+def normalize_mask(mask: Tensor, batch: int, q_len: int, kv_len: int, owner: str = "attention") -> Tensor:
+    """Bring a boolean mask to the 4-D shape ``(B | 1, heads | 1, N | 1, M)`` that SDPA broadcasts.
+
+    Args:
+        mask: Boolean mask, True = may attend. A 2-D mask is always key padding ``(B, M)``; a 3-D mask
+            is ``(B | 1, N | 1, M)``; a 4-D mask is ``(B | 1, heads | 1, N | 1, M)``. Pass an ``(N, M)``
+            pattern as ``mask[None]``.
+        batch: Batch size ``B``.
+        q_len: Number of queries ``N``.
+        kv_len: Number of keys ``M``.
+        owner: Name used in the error message.
+
+    Returns:
+        A 4-D boolean view of the mask.
+
+    Raises:
+        ValueError: If the mask is not boolean or does not broadcast to ``(B, heads, N, M)``.
+    """
+    if mask.dtype != torch.bool:
+        raise ValueError(
+            f"{owner}: mask must be boolean with True = may attend, got dtype {mask.dtype}. "
+            "For an nn.MultiheadAttention-style mask (True = blocked) use core.attention.invert_mask."
+        )
+    expected = (
+        f"key padding (B={batch}, M={kv_len}), (B|1, N={q_len}|1, M={kv_len}) "
+        f"or (B|1, heads|1, N={q_len}|1, M={kv_len})"
+    )
+    if mask.ndim == 2:
+        out = mask[:, None, None, :]
+    elif mask.ndim == 3:
+        out = mask[:, None]
+    elif mask.ndim == 4:
+        out = mask
+    else:
+        raise ValueError(f"{owner}: mask of shape {tuple(mask.shape)} is not {expected}")
+    b, _, n, m = out.shape
+    if b not in (1, batch) or n not in (1, q_len) or m != kv_len:
+        raise ValueError(f"{owner}: mask of shape {tuple(mask.shape)} is not {expected}")
+    return out
+
+
+def invert_mask(blocked: Tensor) -> Tensor:
+    """Convert an ``nn.MultiheadAttention``-style mask (True = blocked) to ours (True = may attend)."""
+    if blocked.dtype != torch.bool:
+        raise ValueError(f"invert_mask expects a boolean mask, got dtype {blocked.dtype}")
+    return ~blocked

@@ -1,0 +1,135 @@
+"""The ``attnlab`` command: LightningCLI over every domain's tasks and datamodules.
+
+Usage::
+
+    attnlab fit|validate|test|predict --config configs/<domain>/<model>.yaml [--section.option=value ...]
+    attnlab fit --model.help LOBClassifier          # every option of a task, with its docstring
+    attnlab fit --config X.yaml --print_config      # the fully resolved config
+    attnlab attention list                          # the registered attention mechanisms
+
+Scaling goes through Lightning itself: ``--trainer.devices``, ``--trainer.num_nodes`` and
+``--trainer.strategy`` (DDP, FSDP; SLURM is detected by Lightning's cluster environment).
+"""
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeTuple
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+import core.attention
+from core.data import data_links
+from core.training import AtomicCheckpointIO, BaseTask, PredictionWriter, TaskCheckpoint
+
+__all__ = ["AttnLabCLI", "main"]
+
+
+def _import_domains() -> None:
+    """Import every domain so that configs may use short class names (``class_path: TLOB``)."""
+    import domains.finance  # noqa: F401
+
+
+class AttnLabCLI(LightningCLI):
+    """LightningCLI with attnlab's defaults.
+
+    * Subclass mode for models and datamodules: ``--model=<Task> --data=<DataModule>``.
+    * ``--checkpoint.*`` (:class:`TaskCheckpoint`): monitors the task's metric, keeps ``last.ckpt``
+      under ``<trainer.default_root_dir>/checkpoints`` so ``--ckpt_path last`` finds it.
+    * ``--prediction_writer.*`` (:class:`PredictionWriter`) for ``attnlab predict``.
+    * ``--optimizer`` / ``--lr_scheduler`` choose any torch optimizer / scheduler (default AdamW).
+    * Data-derived sizes (:func:`core.data.data_links`) flow from ``data`` to ``model``; a value set by
+      hand that disagrees with the data is an error, never silently replaced.
+    * Checkpoints are written atomically (:class:`AtomicCheckpointIO`).
+    """
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        """Add attnlab's argument groups, defaults and data → model links."""
+        parser.add_lightning_class_args(TaskCheckpoint, "checkpoint")
+        parser.link_arguments(
+            "trainer.default_root_dir",
+            "checkpoint.dirpath",
+            compute_fn=lambda root: str(Path(root or ".") / "checkpoints"),
+        )
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.add_optimizer_args((torch.optim.Optimizer,))
+        parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
+        parser.set_defaults({"optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}}})
+        for name in data_links():
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """Take hand-set values of linked model options aside, to compare them with the data later."""
+        config = self.config.get(str(self.subcommand), self.config)
+        init_args = config.get("model", {}).get("init_args", {}) or {}
+        self._hand_set = {}
+        for name in data_links():
+            value = init_args.get(name) if hasattr(init_args, "get") else None
+            if value is not None:
+                self._hand_set[name] = value
+
+    def instantiate_classes(self) -> None:
+        """Instantiate, check linked values against hand-set ones, and make checkpoint writes atomic."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*configure_optimizers` will be overridden.*")
+            super().instantiate_classes()
+        for name, wanted in getattr(self, "_hand_set", {}).items():
+            actual = getattr(self.datamodule, name, None)
+            if actual is not None and _normalise(actual) != _normalise(wanted):
+                raise ValueError(
+                    f"model.init_args.{name}={wanted!r} was set by hand but the data gives "
+                    f"{name}={actual!r}. {name} is derived from the datamodule: remove it from the "
+                    "model config, or change the data options."
+                )
+        strategy = self.trainer.strategy
+        if type(getattr(strategy, "checkpoint_io", None)) is TorchCheckpointIO:
+            strategy.checkpoint_io = AtomicCheckpointIO()
+
+
+def _normalise(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def _attention_command(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="attnlab attention", description="The attention library.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="print every registered mechanism with its paper and capabilities")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        print(core.attention.mechanism_table())
+    return 0
+
+
+def main(args: Sequence[str] | None = None) -> AttnLabCLI | None:
+    """Entry point of the ``attnlab`` console script.
+
+    Args:
+        args: Command-line arguments (defaults to ``sys.argv[1:]``); tests pass a list.
+
+    Returns:
+        The CLI object after running the subcommand (None for ``attnlab attention ...``).
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] == "attention":
+        _attention_command(argv[1:])
+        return None
+    _import_domains()
+    return AttnLabCLI(
+        BaseTask,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        args=argv,
+        auto_configure_optimizers=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

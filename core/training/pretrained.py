@@ -1,0 +1,105 @@
+"""Initialise a model from a checkpoint for fine-tuning, and say exactly what was used.
+
+Rules: a tensor whose name and shape match is loaded; a name in ``resizable_keys`` whose shapes differ
+only in the first dimension is linearly resized (e.g. a per-time-step table trained with another
+window length); everything else is skipped with its reason. Nothing is silently dropped: the report is
+logged, and a checkpoint that matches nothing is an error.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+
+__all__ = ["LoadReport", "load_pretrained", "read_state_dict"]
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_pretrained` did with each tensor of the checkpoint."""
+
+    loaded: list[str] = field(default_factory=list)
+    resized: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """A multi-line human-readable report."""
+        lines = [
+            f"loaded {len(self.loaded)} tensors, resized {len(self.resized)}, skipped {len(self.skipped)}, "
+            f"{len(self.missing)} model tensors not in the checkpoint (kept at initialisation)"
+        ]
+        lines += [f"  resized: {k}" for k in self.resized]
+        lines += [f"  skipped: {k} ({why})" for k, why in self.skipped.items()]
+        lines += [f"  missing: {k}" for k in self.missing]
+        return "\n".join(lines)
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Read a ``state_dict`` from a Lightning checkpoint or a plain ``torch.save``-d dict.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If the file holds no tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not any(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a Lightning checkpoint or a state_dict of tensors")
+    return {k: v for k, v in state.items() if isinstance(v, Tensor)}
+
+
+def _resize_first_dim(tensor: Tensor, length: int) -> Tensor:
+    moved = tensor.float().movedim(0, -1).reshape(1, -1, tensor.shape[0])
+    out = F.interpolate(moved, size=length, mode="linear", align_corners=True)
+    return out.reshape(*tensor.shape[1:], length).movedim(-1, 0).to(tensor.dtype)
+
+
+def load_pretrained(model: nn.Module, path: str | Path, *, resizable_keys: Sequence[str] = ()) -> LoadReport:
+    """Load matching weights from ``path`` into ``model`` and log what happened.
+
+    Args:
+        model: The module to initialise.
+        path: Checkpoint path.
+        resizable_keys: Substrings of tensor names that may be resized along their first dimension.
+
+    Returns:
+        The :class:`LoadReport`.
+
+    Raises:
+        ValueError: If no tensor of the checkpoint could be used.
+    """
+    source = read_state_dict(path)
+    target = model.state_dict()
+    report = LoadReport()
+    to_load: dict[str, Tensor] = {}
+    for name, tensor in source.items():
+        if name not in target:
+            report.skipped[name] = "not in the model"
+            continue
+        want = target[name].shape
+        if tensor.shape == want:
+            to_load[name] = tensor
+            report.loaded.append(name)
+        elif (
+            any(key in name for key in resizable_keys)
+            and tensor.ndim == len(want)
+            and tensor.shape[1:] == want[1:]
+        ):
+            to_load[name] = _resize_first_dim(tensor, want[0])
+            report.resized.append(f"{name} {tuple(tensor.shape)} -> {tuple(want)}")
+        else:
+            report.skipped[name] = f"shape {tuple(tensor.shape)} in checkpoint, {tuple(want)} in model"
+    report.missing = [name for name in target if name not in to_load]
+    if not to_load:
+        raise ValueError(f"{path}: no tensor matches the model ({type(model).__name__}); wrong checkpoint?")
+    model.load_state_dict(to_load, strict=False)
+    rank_zero_info(f"pretrained weights from {path}: " + report.summary())
+    return report

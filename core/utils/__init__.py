@@ -1,0 +1,5 @@
+"""Small utilities shared across attnlab."""
+
+from core.utils.extras import require
+
+__all__ = ["require"]

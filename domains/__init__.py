@@ -1,0 +1,1 @@
+"""Application domains of attnlab, each built from ``core``."""

@@ -1,0 +1,1 @@
+"""Finance: mid-price trend classification from limit order books (TLOB, MLPLOB, DeepLOB)."""

@@ -1,0 +1,206 @@
+"""BaseTask hooks, EMA, fine-tuning, pretrained loading and atomic checkpoints on a tiny task."""
+
+import copy
+import os
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from core.training import (
+    EMA,
+    AtomicCheckpointIO,
+    BackboneFinetuning,
+    BaseTask,
+    TaskCheckpoint,
+    atomic_torch_save,
+    load_pretrained,
+)
+
+
+class ToyTask(BaseTask):
+    """Two-layer classifier with a BatchNorm in the backbone."""
+
+    monitor = "val_loss"
+
+    def __init__(self, width: int = 8, pretrained: str | None = None) -> None:
+        super().__init__(pretrained=pretrained)
+
+    def configure_models(self) -> None:
+        w = self.hparams.width
+        self.body = nn.Sequential(nn.Linear(4, w), nn.BatchNorm1d(w), nn.ReLU())
+        self.neck = nn.Linear(w, w)
+        self.head = nn.Linear(w, 3)
+
+    def configure_losses(self) -> None:
+        self.criterion = nn.CrossEntropyLoss()
+
+    def configure_metrics(self) -> None:
+        self.clone_metrics(MetricCollection({"acc": MulticlassAccuracy(3)}))
+
+    def forward(self, x):
+        return self.head(self.neck(self.body(x)))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.criterion(self(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", self.criterion(self(x), y))
+
+
+def _loader(n: int = 64) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 4, generator=g)
+    return DataLoader(TensorDataset(x, (x[:, 0] > 0).long() + (x[:, 1] > 1).long()), batch_size=16)
+
+
+def _trainer(tmp_path: Path, **kw) -> pl.Trainer:
+    defaults = dict(
+        default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=2, accelerator="cpu",
+    )
+    return pl.Trainer(**{**defaults, **kw})
+
+
+def test_base_task_hooks_and_prefixed_metrics() -> None:
+    task = ToyTask(width=6)
+    assert task.hparams.width == 6
+    assert {"train_metrics", "val_metrics", "test_metrics"} <= set(dict(task.named_children()))
+    assert list(task.val_metrics.keys(keep_base=False)) == ["val_acc"]
+    assert [type(m) for m in task.backbone_modules()] == [nn.Sequential, nn.Linear]
+
+
+def test_ema_weights_are_the_exponential_average(tmp_path: Path) -> None:
+    decay = 0.9
+    task = ToyTask()
+    history: list[dict[str, torch.Tensor]] = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            history.append({k: v.detach().clone() for k, v in pl_module.state_dict().items()})
+
+    ema = EMA(decay=decay)
+    trainer = _trainer(tmp_path, max_epochs=1, callbacks=[Record(), ema], enable_checkpointing=False)
+    trainer.fit(task, _loader())
+    name = "neck.weight"
+    expected = history[0][name].clone()  # AveragedModel's first update copies the weights
+    for state in history[1:]:
+        expected = decay * expected + (1 - decay) * state[name]
+    # after fit, Lightning copies the average into the model
+    torch.testing.assert_close(task.state_dict()[name], expected)
+    assert not torch.allclose(history[-1][name], expected)
+
+
+def test_ema_checkpoint_holds_average_and_resumes_raw_weights(tmp_path: Path) -> None:
+    task = ToyTask()
+    ckpt_cb = TaskCheckpoint(dirpath=tmp_path / "ckpt")
+    trainer = _trainer(tmp_path, callbacks=[EMA(decay=0.5), ckpt_cb], limit_val_batches=1)
+    trainer.fit(task, _loader(), _loader(16))
+    ckpt = torch.load(ckpt_cb.last_model_path, weights_only=False)
+    assert "current_model_state" in ckpt
+    assert not torch.equal(ckpt["state_dict"]["neck.weight"], ckpt["current_model_state"]["neck.weight"])
+    assert ckpt_cb.monitor == "val_loss" and ckpt_cb.mode == "min"
+
+
+def test_ema_rejects_bad_decay() -> None:
+    with pytest.raises(ValueError, match="decay"):
+        EMA(decay=1.0)
+
+
+def test_freeze_keeps_backbone_fixed_and_lr_unchanged(tmp_path: Path) -> None:
+    task = ToyTask()
+    before = copy.deepcopy(task.state_dict())
+    trainer = _trainer(tmp_path, callbacks=[BackboneFinetuning("freeze")], enable_checkpointing=False)
+    trainer.fit(task, _loader())
+    after = task.state_dict()
+    for key in ("body.0.weight", "neck.weight", "body.1.running_mean"):
+        torch.testing.assert_close(after[key], before[key], msg=key)
+    assert not torch.equal(after["head.weight"], before["head.weight"])
+    assert trainer.optimizers[0].param_groups[0]["lr"] == 1e-3  # AdamW default, untouched
+
+
+def test_freeze_unfreeze_trains_backbone_after_epoch(tmp_path: Path) -> None:
+    task = ToyTask()
+    seen: list[bool] = []
+
+    class Probe(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            seen.append(pl_module.neck.weight.requires_grad)
+
+    cb = BackboneFinetuning("freeze_unfreeze", unfreeze_at_epoch=1)
+    _trainer(tmp_path, callbacks=[cb, Probe()], enable_checkpointing=False).fit(task, _loader())
+    assert seen == [False, True]
+
+
+def test_unfreeze_milestones_goes_from_head_to_input(tmp_path: Path) -> None:
+    task = ToyTask()
+    seen: list[tuple[bool, bool]] = []
+
+    class Probe(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            seen.append((pl_module.neck.weight.requires_grad, pl_module.body[0].weight.requires_grad))
+
+    cb = BackboneFinetuning("unfreeze_milestones", milestones=[1, 2])
+    _trainer(tmp_path, max_epochs=3, callbacks=[cb, Probe()], enable_checkpointing=False).fit(task, _loader())
+    assert seen == [(False, False), (True, False), (True, True)]
+
+
+def test_freezing_nothing_is_an_error(tmp_path: Path) -> None:
+    task = ToyTask()
+    for p in task.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(RuntimeError, match="nothing was frozen"):
+        _trainer(tmp_path, callbacks=[BackboneFinetuning()], enable_checkpointing=False).fit(task, _loader())
+
+
+def test_pretrained_loads_matching_and_reports_skipped(tmp_path: Path, caplog) -> None:
+    source = ToyTask(width=8)
+    path = tmp_path / "w.ckpt"
+    torch.save({"state_dict": source.state_dict()}, path)
+    same = ToyTask(width=8, pretrained=str(path))
+    torch.testing.assert_close(same.state_dict()["neck.weight"], source.state_dict()["neck.weight"])
+    other = ToyTask(width=8)
+    other.head = nn.Linear(8, 5)
+    report = load_pretrained(other, path)
+    assert "head.weight" in report.skipped and "shape (3, 8) in checkpoint" in report.skipped["head.weight"]
+    assert "neck.weight" in report.loaded
+    with pytest.raises(ValueError, match="no tensor matches"):
+        load_pretrained(nn.Linear(2, 2), path)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_pretrained(other, tmp_path / "missing.ckpt")
+
+
+def test_pretrained_resizes_declared_keys(tmp_path: Path) -> None:
+    path = tmp_path / "pos.pt"
+    torch.save({"pos.table": torch.linspace(0, 1, 5)[:, None].repeat(1, 2)}, path)
+    model = nn.Module()
+    model.register_buffer("table", torch.zeros(9, 2))
+    holder = nn.Module()
+    holder.pos = model
+    report = load_pretrained(holder, path, resizable_keys=("pos.",))
+    assert report.resized and torch.allclose(holder.pos.table[:, 0], torch.linspace(0, 1, 9))
+
+
+def test_atomic_save_keeps_previous_file_on_failure(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "last.ckpt"
+    atomic_torch_save({"v": 1}, target)
+
+    def boom(obj, handle):
+        handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        AtomicCheckpointIO().save_checkpoint({"v": 2}, target)
+    monkeypatch.undo()
+    assert torch.load(target)["v"] == 1
+    assert os.listdir(tmp_path) == ["last.ckpt"]
