@@ -152,18 +152,12 @@ class LOBClassifier(BaseTask):
                 postfix=f"_h{h}",
             )
 
-        self.metrics = nn.ModuleDict(
-            {
-                stage: nn.ModuleList([collection(h).clone(prefix=f"{stage}_") for h in self.hparams.horizons])
-                for stage in ("train", "val", "test")
-            }
-        )
-        self.confusion = nn.ModuleDict(
-            {
-                stage: nn.ModuleList([MulticlassConfusionMatrix(c) for _ in self.hparams.horizons])
-                for stage in ("val", "test")
-            }
-        )
+        for stage in ("train", "val", "test"):
+            collections = [collection(h).clone(prefix=f"{stage}_") for h in self.hparams.horizons]
+            setattr(self, f"{stage}_metrics", nn.ModuleList(collections))
+        for stage in ("val", "test"):
+            matrices = [MulticlassConfusionMatrix(c) for _ in self.hparams.horizons]
+            setattr(self, f"{stage}_confusion", nn.ModuleList(matrices))
 
     @property
     def num_classes(self) -> int:
@@ -179,7 +173,11 @@ class LOBClassifier(BaseTask):
         getter = getattr(self.network, "backbone_modules", None)
         if getter is not None:
             return list(getter())
-        return [m for name, m in self.network.named_children() if name != "head"]
+        return [
+            m
+            for name, m in self.network.named_children()
+            if name != "head" and any(True for _ in m.parameters())
+        ]
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """One optimisation step on a batch of windows."""
@@ -270,23 +268,24 @@ class LOBClassifier(BaseTask):
             loss = loss + aux
         self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, sync_dist=True, batch_size=len(x))
         preds = logits.detach().argmax(dim=-1)
-        for k, metrics in enumerate(self.metrics[stage]):
+        confusion = getattr(self, f"{stage}_confusion", None)
+        for k, metrics in enumerate(getattr(self, f"{stage}_metrics")):
             valid = y[:, k] >= 0
             metrics.update(preds[valid, k], y[valid, k])
-            if stage in self.confusion:
-                self.confusion[stage][k].update(preds[valid, k], y[valid, k])
+            if confusion is not None:
+                confusion[k].update(preds[valid, k], y[valid, k])
         return loss
 
     def _log_epoch_metrics(self, stage: str) -> None:
         values: dict[str, Tensor] = {}
-        for metrics in self.metrics[stage]:
+        for metrics in getattr(self, f"{stage}_metrics"):
             values.update(metrics.compute())
             metrics.reset()
         horizons = self.hparams.horizons
         values[f"{stage}_macro_f1"] = torch.stack([values[f"{stage}_macro_f1_h{h}"] for h in horizons]).mean()
         self.log_dict(values, sync_dist=False)
-        if stage in self.confusion:
-            for h, confusion in zip(horizons, self.confusion[stage], strict=True):
+        if stage != "train":
+            for h, confusion in zip(horizons, getattr(self, f"{stage}_confusion"), strict=True):
                 matrix = confusion.compute()
                 confusion.reset()
                 self._log_confusion_image(matrix, f"{stage}_confusion_h{h}")
