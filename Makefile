@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 $(SIM_DIR)/.done: data/finance/simulate_lob.py | $(STAMP)
-	$(PY) data/finance/simulate_lob.py --out $(SIM_DIR) --days 4 --events 25000 --levels 10 --seed 0
+	$(PY) data/finance/simulate_lob.py --out $(SIM_DIR) --days 4 --events 12000 --levels 10 --seed 0
 	touch $@
 
 demo: $(STAMP) $(SIM_DIR)/.done

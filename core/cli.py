@@ -126,7 +126,7 @@ def main(args: Sequence[str] | None = None) -> AttnLabCLI | None:
         subclass_mode_data=True,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
-        args=argv,
+        args=None if args is None else argv,
         auto_configure_optimizers=True,
     )
 

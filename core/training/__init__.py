@@ -3,14 +3,14 @@
 from core.training.base_task import BaseTask
 from core.training.checkpoint import AtomicCheckpointIO, TaskCheckpoint, atomic_torch_save
 from core.training.ema import EMA
-from core.training.finetune import BackboneFinetuning
+from core.training.finetune import FreezeBackbone
 from core.training.prediction import PredictionWriter
 from core.training.pretrained import LoadReport, load_pretrained
 
 __all__ = [
     "EMA",
     "AtomicCheckpointIO",
-    "BackboneFinetuning",
+    "FreezeBackbone",
     "BaseTask",
     "LoadReport",
     "PredictionWriter",

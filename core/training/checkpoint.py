@@ -8,7 +8,7 @@ behind: the previous checkpoint stays valid until the new one is complete.
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -67,16 +67,23 @@ class TaskCheckpoint(ModelCheckpoint):
     Args:
         monitor: ``"auto"`` (the task's metric), a logged metric name, or None (keep only the last).
         mode: ``"auto"`` (the task's mode), ``"min"`` or ``"max"``.
+        save_last: Keep ``last.ckpt`` (default True), so ``--ckpt_path last`` can resume.
         kwargs: Passed to :class:`ModelCheckpoint`.
     """
 
-    def __init__(self, monitor: str | None = "auto", mode: str = "auto", **kwargs: Any) -> None:
-        kwargs.setdefault("save_last", True)
+    def __init__(
+        self,
+        monitor: str | None = "auto",
+        mode: str = "auto",
+        save_last: bool | Literal["link"] | None = True,
+        **kwargs: Any,
+    ) -> None:
         self._auto_monitor = monitor == "auto"
         self._auto_mode = mode == "auto"
         super().__init__(
             monitor=None if self._auto_monitor else monitor,
             mode="min" if self._auto_mode else mode,
+            save_last=save_last,
             **kwargs,
         )
 

@@ -18,13 +18,13 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-__all__ = ["BackboneFinetuning"]
+__all__ = ["FreezeBackbone"]
 
 Strategy = Literal["freeze", "freeze_unfreeze", "unfreeze_milestones"]
 _NORM = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
 
-class BackboneFinetuning(Callback):
+class FreezeBackbone(Callback):
     """Freeze the backbone, then optionally unfreeze it by epoch.
 
     Args:
@@ -46,12 +46,12 @@ class BackboneFinetuning(Callback):
     ) -> None:
         super().__init__()
         if strategy not in ("freeze", "freeze_unfreeze", "unfreeze_milestones"):
-            raise ValueError(f"BackboneFinetuning: unknown strategy {strategy!r}")
+            raise ValueError(f"FreezeBackbone: unknown strategy {strategy!r}")
         milestones = list(milestones or [5, 10])
         if strategy == "unfreeze_milestones" and (not milestones or milestones != sorted(set(milestones))):
-            raise ValueError(f"BackboneFinetuning: milestones must be strictly increasing, got {milestones}")
+            raise ValueError(f"FreezeBackbone: milestones must be strictly increasing, got {milestones}")
         if unfreeze_at_epoch < 0:
-            raise ValueError(f"BackboneFinetuning: unfreeze_at_epoch must be >= 0, got {unfreeze_at_epoch}")
+            raise ValueError(f"FreezeBackbone: unfreeze_at_epoch must be >= 0, got {unfreeze_at_epoch}")
         self.strategy: Strategy = strategy
         self.unfreeze_at_epoch = unfreeze_at_epoch
         self.milestones = milestones
@@ -67,10 +67,10 @@ class BackboneFinetuning(Callback):
             frozen += self._freeze(module)
         if frozen == 0:
             raise RuntimeError(
-                f"BackboneFinetuning: nothing was frozen in {type(pl_module).__name__}.backbone_modules() "
+                f"FreezeBackbone: nothing was frozen in {type(pl_module).__name__}.backbone_modules() "
                 "(no trainable parameters there). Check the task's backbone_modules()."
             )
-        rank_zero_info(f"BackboneFinetuning({self.strategy}): froze {frozen} backbone parameters")
+        rank_zero_info(f"FreezeBackbone({self.strategy}): froze {frozen} backbone parameters")
         for epoch in range(trainer.current_epoch + 1):
             self._apply_schedule(epoch, announce=False)
 
@@ -89,14 +89,14 @@ class BackboneFinetuning(Callback):
             count = sum(self._unfreeze(m) for chunk in self._chunks for m in chunk)
             if announce:
                 rank_zero_info(
-                    f"BackboneFinetuning: epoch {epoch}: unfroze {count} parameters (LR unchanged)"
+                    f"FreezeBackbone: epoch {epoch}: unfroze {count} parameters (LR unchanged)"
                 )
         elif self.strategy == "unfreeze_milestones" and epoch in self.milestones:
             index = self.milestones.index(epoch)
             count = sum(self._unfreeze(m) for m in self._chunks[index])
             if announce:
                 rank_zero_info(
-                    f"BackboneFinetuning: epoch {epoch}: unfroze chunk {index + 1}/{len(self._chunks)} "
+                    f"FreezeBackbone: epoch {epoch}: unfroze chunk {index + 1}/{len(self._chunks)} "
                     f"({count} parameters, LR unchanged)"
                 )
 
@@ -106,7 +106,7 @@ class BackboneFinetuning(Callback):
         n = len(self.milestones)
         if len(backbone) < n:
             raise ValueError(
-                f"BackboneFinetuning: {n} milestones but the backbone has only {len(backbone)} modules"
+                f"FreezeBackbone: {n} milestones but the backbone has only {len(backbone)} modules"
             )
         reversed_modules = backbone[::-1]  # nearest the head first
         size, extra = divmod(len(reversed_modules), n)
@@ -143,7 +143,7 @@ def _backbone(pl_module: "pl.LightningModule") -> list[nn.Module]:
     getter = getattr(pl_module, "backbone_modules", None)
     if getter is None:
         raise TypeError(
-            f"BackboneFinetuning needs {type(pl_module).__name__}.backbone_modules(); "
+            f"FreezeBackbone needs {type(pl_module).__name__}.backbone_modules(); "
             "subclass core.training.BaseTask or implement it"
         )
     return list(getter())

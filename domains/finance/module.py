@@ -27,7 +27,7 @@ from torchmetrics.classification import (
 from core.attention import AttentionFactory
 from core.training import BaseTask
 from core.training.plots import close, confusion_matrix_figure
-from domains.finance.models import TLOB, DeepLOB, LogisticRegressionLOB, MLPLOB
+from domains.finance.models import MLPLOB, TLOB, DeepLOB, LogisticRegressionLOB
 
 __all__ = ["CLASS_NAMES", "LOBClassifier"]
 
@@ -96,7 +96,9 @@ class LOBClassifier(BaseTask):
                     f"when building the task by hand pass {name}=..."
                 )
         if self.attention is not None and hp.model != "tlob":
-            raise ValueError(f"LOBClassifier: model={hp.model!r} has no attention; `attention` is for tlob only")
+            raise ValueError(
+                f"LOBClassifier: model={hp.model!r} has no attention; `attention` is for tlob only"
+            )
         common = {"num_horizons": len(hp.horizons), "num_classes": self.num_classes}
         match hp.model:
             case "tlob":
@@ -123,9 +125,13 @@ class LOBClassifier(BaseTask):
                 lob = hp.num_lob_features or hp.num_features
                 self.network = DeepLOB(num_lob_features=lob, seq_len=hp.seq_len, **common)
             case "logreg":
-                self.network = LogisticRegressionLOB(num_features=hp.num_features, seq_len=hp.seq_len, **common)
+                self.network = LogisticRegressionLOB(
+                    num_features=hp.num_features, seq_len=hp.seq_len, **common
+                )
             case other:
-                raise ValueError(f"LOBClassifier: unknown model {other!r}; expected tlob, mlplob, deeplob, logreg")
+                raise ValueError(
+                    f"LOBClassifier: unknown model {other!r}; expected tlob, mlplob, deeplob, logreg"
+                )
 
     def configure_losses(self) -> None:
         """Cross-entropy on logits (no softmax in the models), averaged over horizons."""
@@ -209,7 +215,9 @@ class LOBClassifier(BaseTask):
         """Log test metrics and confusion matrices."""
         self._log_epoch_metrics("test")
 
-    def write_predictions(self, predictions: Sequence[dict[str, Tensor]], output_dir: Path, rank: int, world: int) -> Path:
+    def write_predictions(
+        self, predictions: Sequence[dict[str, Tensor]], output_dir: Path, rank: int, world: int
+    ) -> Path:
         """Write one CSV row per window: its time, then per horizon the three probabilities and the class.
 
         Args:
@@ -248,7 +256,9 @@ class LOBClassifier(BaseTask):
             row: list[Any] = [day, date.isoformat() if date else "", f"{seconds:.9f}", stamp]
             row.append(int(batch["index"][i]) if "index" in batch else i)
             for k in range(probs.shape[1]):
-                row += [f"{p:.6f}" for p in probs[i, k].tolist()] + [self.class_names[int(probs[i, k].argmax())]]
+                row += [f"{p:.6f}" for p in probs[i, k].tolist()] + [
+                    self.class_names[int(probs[i, k].argmax())]
+                ]
             rows.append(row)
         return rows
 
@@ -266,7 +276,9 @@ class LOBClassifier(BaseTask):
         aux = self.aux_loss()
         if aux is not None and stage == "train":
             loss = loss + aux
-        self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, sync_dist=True, batch_size=len(x))
+        self.log(
+            f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, sync_dist=True, batch_size=len(x)
+        )
         preds = logits.detach().argmax(dim=-1)
         confusion = getattr(self, f"{stage}_confusion", None)
         for k, metrics in enumerate(getattr(self, f"{stage}_metrics")):
@@ -298,5 +310,3 @@ class LOBClassifier(BaseTask):
                 fig = confusion_matrix_figure(matrix, self.class_names, tag)
                 logger.experiment.add_figure(tag, fig, global_step=self.global_step)
                 close(fig)
-
-

@@ -30,7 +30,9 @@ FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
 
 
-def literal_mha(x, qkv: nn.Linear, proj: nn.Linear, heads: int, mask=None, causal=False, context=None, q_lin=None):
+def literal_mha(
+    x, qkv: nn.Linear, proj: nn.Linear, heads: int, mask=None, causal=False, context=None, q_lin=None
+):
     """Vaswani et al. Eq. 1 per head, with explicit loops over heads, in the dtype of x."""
     b, n, c = x.shape
     d = c // heads
@@ -92,7 +94,13 @@ def test_cross_attention_matches_literal_reference() -> None:
     pad = torch.rand(b, m) > 0.2
     out = attn(x, context=ctx, mask=pad)
     expected = literal_mha(
-        x.detach().double(), ref.kv, ref.proj, heads, mask=pad[:, None, None, :], context=ctx.detach().double(), q_lin=ref.q
+        x.detach().double(),
+        ref.kv,
+        ref.proj,
+        heads,
+        mask=pad[:, None, None, :],
+        context=ctx.detach().double(),
+        q_lin=ref.q,
     )
     torch.testing.assert_close(out.double(), expected, **FWD)
 

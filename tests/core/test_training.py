@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from core.training import (
     EMA,
     AtomicCheckpointIO,
-    BackboneFinetuning,
+    FreezeBackbone,
     BaseTask,
     TaskCheckpoint,
     atomic_torch_save,
@@ -65,8 +65,12 @@ def _loader(n: int = 64) -> DataLoader:
 
 def _trainer(tmp_path: Path, **kw) -> pl.Trainer:
     defaults = dict(
-        default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        max_epochs=2, accelerator="cpu",
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_epochs=2,
+        accelerator="cpu",
     )
     return pl.Trainer(**{**defaults, **kw})
 
@@ -119,7 +123,7 @@ def test_ema_rejects_bad_decay() -> None:
 def test_freeze_keeps_backbone_fixed_and_lr_unchanged(tmp_path: Path) -> None:
     task = ToyTask()
     before = copy.deepcopy(task.state_dict())
-    trainer = _trainer(tmp_path, callbacks=[BackboneFinetuning("freeze")], enable_checkpointing=False)
+    trainer = _trainer(tmp_path, callbacks=[FreezeBackbone("freeze")], enable_checkpointing=False)
     trainer.fit(task, _loader())
     after = task.state_dict()
     for key in ("body.0.weight", "neck.weight", "body.1.running_mean"):
@@ -136,7 +140,7 @@ def test_freeze_unfreeze_trains_backbone_after_epoch(tmp_path: Path) -> None:
         def on_train_epoch_end(self, trainer, pl_module):
             seen.append(pl_module.neck.weight.requires_grad)
 
-    cb = BackboneFinetuning("freeze_unfreeze", unfreeze_at_epoch=1)
+    cb = FreezeBackbone("freeze_unfreeze", unfreeze_at_epoch=1)
     _trainer(tmp_path, callbacks=[cb, Probe()], enable_checkpointing=False).fit(task, _loader())
     assert seen == [False, True]
 
@@ -149,7 +153,7 @@ def test_unfreeze_milestones_goes_from_head_to_input(tmp_path: Path) -> None:
         def on_train_epoch_end(self, trainer, pl_module):
             seen.append((pl_module.neck.weight.requires_grad, pl_module.body[0].weight.requires_grad))
 
-    cb = BackboneFinetuning("unfreeze_milestones", milestones=[1, 2])
+    cb = FreezeBackbone("unfreeze_milestones", milestones=[1, 2])
     _trainer(tmp_path, max_epochs=3, callbacks=[cb, Probe()], enable_checkpointing=False).fit(task, _loader())
     assert seen == [(False, False), (True, False), (True, True)]
 
@@ -159,7 +163,7 @@ def test_freezing_nothing_is_an_error(tmp_path: Path) -> None:
     for p in task.parameters():
         p.requires_grad_(False)
     with pytest.raises(RuntimeError, match="nothing was frozen"):
-        _trainer(tmp_path, callbacks=[BackboneFinetuning()], enable_checkpointing=False).fit(task, _loader())
+        _trainer(tmp_path, callbacks=[FreezeBackbone()], enable_checkpointing=False).fit(task, _loader())
 
 
 def test_pretrained_loads_matching_and_reports_skipped(tmp_path: Path, caplog) -> None:
