@@ -64,8 +64,10 @@ class AttnLabCLI(LightningCLI):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
-        """Take hand-set values of linked model options aside, to compare them with the data later."""
+        """Resolve ``--ckpt_path best`` and take hand-set linked values aside for the data check."""
         config = self.config.get(str(self.subcommand), self.config)
+        if self.subcommand in ("validate", "test", "predict") and config.get("ckpt_path") == "best":
+            config["ckpt_path"] = str(best_checkpoint(Path(config["checkpoint"]["dirpath"])))
         init_args = config.get("model", {}).get("init_args", {}) or {}
         self._hand_set = {}
         for name in data_links():
@@ -89,6 +91,45 @@ class AttnLabCLI(LightningCLI):
         strategy = self.trainer.strategy
         if type(getattr(strategy, "checkpoint_io", None)) is TorchCheckpointIO:
             strategy.checkpoint_io = AtomicCheckpointIO()
+
+
+    def after_fit(self) -> None:
+        """Say where the best checkpoint is and how good it was, and how to test it."""
+        callback = self.trainer.checkpoint_callback
+        if not self.trainer.is_global_zero or not isinstance(callback, TaskCheckpoint):
+            return
+        if callback.best_model_path:
+            score = callback.best_model_score
+            value = f"{float(score):.4f}" if score is not None else "n/a"
+            print(f"\nbest {callback.monitor} = {value}: {callback.best_model_path}")
+        if callback.last_model_path:
+            print(f"last checkpoint (resume with --ckpt_path last): {callback.last_model_path}")
+
+
+def best_checkpoint(dirpath: Path) -> Path:
+    """The best checkpoint of the run whose checkpoints are in ``dirpath``, read from its ``last.ckpt``.
+
+    Lightning resolves ``ckpt_path="best"`` only inside the process that trained; ``last.ckpt`` records
+    the checkpoint callback's ``best_model_path``, so ``attnlab test --ckpt_path best`` works later too.
+
+    Raises:
+        FileNotFoundError: If there is no ``last.ckpt`` or the best checkpoint it names is gone.
+    """
+    last = dirpath / "last.ckpt"
+    if not last.is_file():
+        raise FileNotFoundError(
+            f"--ckpt_path best: no {last}. Train first (attnlab fit with the same config) or pass a checkpoint path."
+        )
+    state = torch.load(last, map_location="cpu", weights_only=False, mmap=True).get("callbacks", {})
+    best = [v.get("best_model_path") for k, v in state.items() if k.startswith("TaskCheckpoint")]
+    best = [Path(b) for b in best if b]
+    if not best:
+        return last
+    if not best[0].is_file():
+        raise FileNotFoundError(
+            f"--ckpt_path best: {last} names {best[0]} as the best checkpoint, but it is gone"
+        )
+    return best[0]
 
 
 def _normalise(value: Any) -> Any:
@@ -131,5 +172,11 @@ def main(args: Sequence[str] | None = None) -> AttnLabCLI | None:
     )
 
 
-if __name__ == "__main__":
+def console_main() -> int:
+    """The ``attnlab`` console script: run the CLI and return exit status 0."""
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(console_main())

@@ -10,8 +10,8 @@ from core.training.pretrained import LoadReport, load_pretrained
 __all__ = [
     "EMA",
     "AtomicCheckpointIO",
-    "FreezeBackbone",
     "BaseTask",
+    "FreezeBackbone",
     "LoadReport",
     "PredictionWriter",
     "TaskCheckpoint",

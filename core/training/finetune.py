@@ -88,9 +88,7 @@ class FreezeBackbone(Callback):
         if self.strategy == "freeze_unfreeze" and epoch == self.unfreeze_at_epoch:
             count = sum(self._unfreeze(m) for chunk in self._chunks for m in chunk)
             if announce:
-                rank_zero_info(
-                    f"FreezeBackbone: epoch {epoch}: unfroze {count} parameters (LR unchanged)"
-                )
+                rank_zero_info(f"FreezeBackbone: epoch {epoch}: unfroze {count} parameters (LR unchanged)")
         elif self.strategy == "unfreeze_milestones" and epoch in self.milestones:
             index = self.milestones.index(epoch)
             count = sum(self._unfreeze(m) for m in self._chunks[index])

@@ -15,8 +15,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from core.training import (
     EMA,
     AtomicCheckpointIO,
-    FreezeBackbone,
     BaseTask,
+    FreezeBackbone,
     TaskCheckpoint,
     atomic_torch_save,
     load_pretrained,

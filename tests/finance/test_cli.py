@@ -68,7 +68,9 @@ def test_fit_test_predict_end_to_end(sim_lobster, tmp_path: Path) -> None:
     assert "val_confusion_h5" in acc.Tags()["images"]
     assert "val_macro_f1" in acc.Tags()["scalars"]
 
-    test = main(["test", *_tiny(sim_lobster, tmp_path), "--ckpt_path=last"])
+    # "best" is resolved from last.ckpt, so it works in a later process too (Lightning alone cannot).
+    test = main(["test", *_tiny(sim_lobster, tmp_path), "--ckpt_path=best"])
+    assert "val_macro_f1=" in Path(test.trainer.ckpt_path).name
     assert 0.0 <= float(test.trainer.callback_metrics["test_macro_f1_h10"]) <= 1.0
 
     out = tmp_path / "preds"
@@ -85,6 +87,11 @@ def test_fit_test_predict_end_to_end(sim_lobster, tmp_path: Path) -> None:
     probs = [float(rows[0][f"p_{c}_h5"]) for c in ("up", "stationary", "down")]
     assert abs(sum(probs) - 1) < 1e-4
     assert rows[0]["timestamp"].startswith(rows[0]["date"])
+
+
+def test_best_without_a_run_is_a_clear_error(sim_lobster, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="Train first"):
+        main(["test", *_tiny(sim_lobster, tmp_path), "--ckpt_path=best"])
 
 
 def test_prediction_writer_refuses_the_input_folder(sim_lobster, tmp_path: Path) -> None:
