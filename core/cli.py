@@ -92,7 +92,6 @@ class AttnLabCLI(LightningCLI):
         if type(getattr(strategy, "checkpoint_io", None)) is TorchCheckpointIO:
             strategy.checkpoint_io = AtomicCheckpointIO()
 
-
     def after_fit(self) -> None:
         """Say where the best checkpoint is and how good it was, and how to test it."""
         callback = self.trainer.checkpoint_callback
@@ -118,7 +117,8 @@ def best_checkpoint(dirpath: Path) -> Path:
     last = dirpath / "last.ckpt"
     if not last.is_file():
         raise FileNotFoundError(
-            f"--ckpt_path best: no {last}. Train first (attnlab fit with the same config) or pass a checkpoint path."
+            f"--ckpt_path best: no {last}. Train first (attnlab fit with the same config) "
+            "or pass a checkpoint path."
         )
     state = torch.load(last, map_location="cpu", weights_only=False, mmap=True).get("callbacks", {})
     best = [v.get("best_model_path") for k, v in state.items() if k.startswith("TaskCheckpoint")]

@@ -68,6 +68,9 @@ class TaskCheckpoint(ModelCheckpoint):
         monitor: ``"auto"`` (the task's metric), a logged metric name, or None (keep only the last).
         mode: ``"auto"`` (the task's mode), ``"min"`` or ``"max"``.
         save_last: Keep ``last.ckpt`` (default True), so ``--ckpt_path last`` can resume.
+        enable_version_counter: Lightning's ``-v1`` suffixes for names that exist already. Off by default:
+            a new run in the same folder replaces ``last.ckpt``, so ``last`` and ``best`` always mean the
+            newest run.
         kwargs: Passed to :class:`ModelCheckpoint`.
     """
 
@@ -76,6 +79,7 @@ class TaskCheckpoint(ModelCheckpoint):
         monitor: str | None = "auto",
         mode: str = "auto",
         save_last: bool | Literal["link"] | None = True,
+        enable_version_counter: bool = False,
         **kwargs: Any,
     ) -> None:
         self._auto_monitor = monitor == "auto"
@@ -84,6 +88,7 @@ class TaskCheckpoint(ModelCheckpoint):
             monitor=None if self._auto_monitor else monitor,
             mode="min" if self._auto_mode else mode,
             save_last=save_last,
+            enable_version_counter=enable_version_counter,
             **kwargs,
         )
 

@@ -12,7 +12,6 @@ the training split only.
 """
 
 import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,28 +19,28 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from domains.finance.labels import (
-    CLASS_NAMES,
-    UNDEFINED,
-    classify,
-    mid_price,
-    relative_spread,
-    smoothed_returns,
-    threshold_from_train,
+from domains.finance.features import (
+    ORDER_FEATURES,
+    DayEvents,
+    Segment,
+    SplitEvents,
+    day_events,
+    normalise,
+    normalization_stats,
 )
+from domains.finance.labels import CLASS_NAMES, UNDEFINED, classify, smoothed_returns, threshold_from_train
 from domains.finance.readers import (
     FI2010_HORIZONS,
     FI2010_NUM_FEATURES,
-    LOBSTER_DUMMY_ASK,
-    LOBSTER_DUMMY_BID,
-    LobsterDay,
     LobsterFileInfo,
     parse_lobster_filename,
     read_fi2010,
     read_lobster,
 )
+from domains.finance.readers import HALT_EVENT as HALT_EVENT  # kept importable from here
+from domains.finance.windows import LOBWindowDataset
 
 __all__ = [
     "ORDER_FEATURES",
@@ -60,108 +59,6 @@ STAGE_SPLITS: dict[str | None, tuple[Split, ...]] = {
     "predict": ("predict",),
     None: SPLITS,
 }
-ORDER_FEATURES = (
-    "log1p_dt",
-    "is_submit",
-    "is_cancel",
-    "is_execution",
-    "size",
-    "price_rel_mid",
-    "direction",
-    "depth",
-)
-# z-scored order columns: log1p_dt, size, price_rel_mid, depth (one-hots and direction stay as they are)
-_ZSCORED_ORDER_COLUMNS = (0, 4, 5, 7)
-HALT_EVENT = 7
-
-
-class LOBWindowDataset(Dataset):
-    """Windows of ``seq_len`` consecutive events over a per-event feature matrix.
-
-    Item ``i`` is the window ending (inclusively) at event ``t = ends[i]``::
-
-        {"x": features[t - T + 1 : t + 1] (T, F) float32, "y": labels[t] (H,) int64,
-         "time": float seconds after midnight of event t, "index": int event index of t,
-         "day": int index of the source file of t}
-
-    Args:
-        features: ``(N, F)`` float32 features of N events (several days may be concatenated).
-        labels: ``(N, H)`` int64 labels, one column per horizon (-1 undefined).
-        times: ``(N,)`` float64 event times in seconds after midnight (NaN when unknown).
-        ends: Valid window-end indices into the N events.
-        seq_len: Window length T.
-        days: ``(N,)`` int64 index of each event's source file; default all 0.
-        event_index: ``(N,)`` int64 identity of each event in its source file (the 0-based message-file row
-            for LOBSTER, the sample column for FI-2010); default ``0 .. N-1``.
-        name: Split name, for messages.
-
-    Raises:
-        ValueError: On inconsistent shapes, or a window that starts before the data or spans two days.
-    """
-
-    def __init__(
-        self,
-        features: torch.Tensor,
-        labels: torch.Tensor,
-        times: np.ndarray,
-        ends: np.ndarray,
-        seq_len: int,
-        days: np.ndarray | None = None,
-        event_index: np.ndarray | None = None,
-        name: str = "split",
-    ) -> None:
-        n = features.shape[0]
-        self.features = features.to(torch.float32)
-        self.labels = labels.to(torch.int64)
-        if self.labels.ndim != 2 or self.labels.shape[0] != n or features.ndim != 2:
-            raise ValueError(
-                f"{name}: expected features (N, F) and labels (N, H), got {features.shape} and {labels.shape}"
-            )
-        self.times = np.asarray(times, dtype=np.float64)
-        self.days = np.zeros(n, dtype=np.int64) if days is None else np.asarray(days, dtype=np.int64)
-        self.event_index = (
-            np.arange(n, dtype=np.int64) if event_index is None else np.asarray(event_index, np.int64)
-        )
-        if not len(self.times) == len(self.days) == len(self.event_index) == n:
-            raise ValueError(f"{name}: times, days and event_index must have {n} entries")
-        self.ends = np.asarray(ends, dtype=np.int64)
-        self.seq_len = seq_len
-        self.name = name
-        starts = self.ends - seq_len + 1
-        if len(self.ends) and (starts.min() < 0 or self.ends.max() >= n):
-            raise ValueError(f"{name}: a window of {seq_len} events reaches outside the {n} events")
-        if len(self.ends) and (self.days[starts] != self.days[self.ends]).any():
-            raise ValueError(f"{name}: a window spans two days (files)")
-
-    def __len__(self) -> int:
-        return len(self.ends)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        t = int(self.ends[i])
-        return {
-            "x": self.features[t - self.seq_len + 1 : t + 1],
-            "y": self.labels[t],
-            "time": float(self.times[t]),
-            "index": int(self.event_index[t]),
-            "day": int(self.days[t]),
-        }
-
-    def label_counts(self, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
-        """Count of each class per horizon over the windows.
-
-        Args:
-            num_classes: Number of classes.
-
-        Returns:
-            int64 array ``(H, num_classes + 1)``; the last column counts undefined labels.
-        """
-        labels = self.labels[torch.as_tensor(self.ends)].numpy()
-        counts = np.zeros((labels.shape[1], num_classes + 1), dtype=np.int64)
-        for k in range(labels.shape[1]):
-            column = labels[:, k]
-            counts[k, :num_classes] = np.bincount(column[column >= 0], minlength=num_classes)[:num_classes]
-            counts[k, num_classes] = int((column == UNDEFINED).sum())
-        return counts
 
 
 class LOBDataModule(pl.LightningDataModule):
@@ -310,125 +207,6 @@ class LOBDataModule(pl.LightningDataModule):
 # --------------------------------------------------------------------------------------------- LOBSTER
 
 
-@dataclass
-class _DayEvents:
-    """The kept events of one LOBSTER day, with unnormalised features."""
-
-    info: LobsterFileInfo
-    message_path: Path
-    time: np.ndarray  # (n,) seconds after midnight
-    row: np.ndarray  # (n,) row in the message file
-    features: np.ndarray  # (n, F) float64: book (empty levels filled, raw units) then raw order features
-    mid: np.ndarray  # (n,) mid-price after each event (forward-filled over empty sides)
-    spread_over_mid: np.ndarray  # (n,)
-
-    def __len__(self) -> int:
-        return len(self.time)
-
-
-@dataclass
-class _Segment:
-    """Events ``start:stop`` of day ``day`` (index into the split's file list) at ``path``."""
-
-    day: int
-    path: Path
-    start: int
-    stop: int
-
-
-def _fill_empty_levels(book: np.ndarray, tick: int) -> np.ndarray:
-    """Book as float64 with LOBSTER dummy prices replaced by a ladder one tick beyond the last quoted level.
-
-    An empty best level takes the opposite best price ± one tick; a row with both sides empty keeps NaN
-    prices (they become 0, the training mean, after normalisation). Sizes of empty levels stay 0.
-    """
-    levels = book.shape[1] // 4
-    out = book.astype(np.float64)
-    ask = out[:, 0::4]
-    bid = out[:, 2::4]
-    ask[book[:, 0::4] >= LOBSTER_DUMMY_ASK] = np.nan
-    bid[book[:, 2::4] <= LOBSTER_DUMMY_BID] = np.nan
-    best_ask, best_bid = ask[:, 0].copy(), bid[:, 0].copy()
-    ask[:, 0] = np.where(np.isnan(best_ask), best_bid + tick, best_ask)
-    bid[:, 0] = np.where(np.isnan(best_bid), best_ask - tick, best_bid)
-    for j in range(1, levels):
-        ask[:, j] = np.where(np.isnan(ask[:, j]), ask[:, j - 1] + tick, ask[:, j])
-        bid[:, j] = np.where(np.isnan(bid[:, j]), bid[:, j - 1] - tick, bid[:, j])
-    out[:, 0::4], out[:, 2::4] = ask, bid
-    return out
-
-
-def _order_features(day: LobsterDay, kept: np.ndarray, tick: int) -> np.ndarray:
-    """Raw order features ``(n, 8)`` of the kept events (see :data:`ORDER_FEATURES`).
-
-    Prices are compared with the book BEFORE the event (the previous orderbook row); the first event of
-    the file has no such book and gets 0 for its relative price and depth.
-    """
-    book = day.book
-    ask = np.where(book[:, 0] >= LOBSTER_DUMMY_ASK, np.nan, book[:, 0].astype(np.float64))
-    bid = np.where(book[:, 2] <= LOBSTER_DUMMY_BID, np.nan, book[:, 2].astype(np.float64))
-    ask_before = np.concatenate([[np.nan], ask[:-1]])[kept]
-    bid_before = np.concatenate([[np.nan], bid[:-1]])[kept]
-    price = day.price[kept].astype(np.float64)
-    direction = day.direction[kept].astype(np.float64)
-    event_type = day.event_type[kept]
-    times = day.time[kept]
-    gap = np.diff(times, prepend=times[:1]) if len(times) else times
-    rel_mid = (price - (ask_before + bid_before) / 2.0) / tick
-    depth = np.where(direction > 0, bid_before - price, price - ask_before) / tick
-    return np.column_stack(
-        [
-            np.log1p(np.maximum(gap, 0.0)),
-            event_type == 1,
-            (event_type == 2) | (event_type == 3),
-            (event_type == 4) | (event_type == 5),
-            day.size[kept].astype(np.float64),
-            np.nan_to_num(rel_mid, nan=0.0),
-            direction,
-            np.nan_to_num(depth, nan=0.0),
-        ]
-    ).astype(np.float64)
-
-
-def _day_events(day: LobsterDay, keep: list[int], tick: int, order_features: bool) -> _DayEvents:
-    """Keep the chosen event types of a day (never halts) and compute its raw features and mid-prices."""
-    kept = np.flatnonzero(np.isin(day.event_type, keep) & (day.event_type != HALT_EVENT))
-    book = _fill_empty_levels(day.book[kept], tick)
-    parts = [book, _order_features(day, kept, tick)] if order_features else [book]
-    has_mid = ((day.book[:, 0] < LOBSTER_DUMMY_ASK) & (day.book[:, 2] > LOBSTER_DUMMY_BID)).any()
-    mid = mid_price(day.book)[kept] if has_mid else np.full(len(kept), np.nan)
-    return _DayEvents(
-        info=day.info,
-        message_path=day.message_path,
-        time=day.time[kept],
-        row=kept.astype(np.int64),
-        features=np.concatenate(parts, axis=1),
-        mid=mid,
-        spread_over_mid=relative_spread(day.book)[kept],
-    )
-
-
-@dataclass
-class _SplitEvents:
-    """Concatenated segments of one split: raw features, smoothed returns and bookkeeping per event."""
-
-    features: np.ndarray  # (n, F) raw
-    returns: np.ndarray  # (n, H) smoothed returns l (NaN where undefined)
-    spread_over_mid: np.ndarray
-    time: np.ndarray
-    day: np.ndarray
-    row: np.ndarray
-    bounds: list[tuple[int, int]]  # (offset, length) of each segment
-
-
-def _zscore_stats(values: np.ndarray) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    std = float(finite.std())
-    return float(finite.mean()), std if std > 1e-12 else 1.0
-
-
 class LOBSTERDataModule(LOBDataModule):
     """LOBSTER message/orderbook files → windows of per-event order-book features and trend labels.
 
@@ -523,8 +301,8 @@ class LOBSTERDataModule(LOBDataModule):
         self.levels = self._resolve_levels(levels)
         self.alpha: list[float] | None = None
         self.normalization: dict[str, Any] | None = None
-        self._days: dict[Path, _DayEvents] = {}
-        self._events: dict[str, _SplitEvents | None] = {}
+        self._days: dict[Path, DayEvents] = {}
+        self._events: dict[str, SplitEvents | None] = {}
 
     # ------------------------------------------------------------------ configuration (no data read)
 
@@ -648,17 +426,17 @@ class LOBSTERDataModule(LOBDataModule):
                 self.datasets[split] = self._build_dataset(split, events)
         rank_zero_info(self.describe())
 
-    def _load_day(self, path: Path) -> _DayEvents:
+    def _load_day(self, path: Path) -> DayEvents:
         if path not in self._days:
-            self._days[path] = _day_events(
+            self._days[path] = day_events(
                 read_lobster(path), self.keep_event_types, self.tick_size, self.order_features
             )
         return self._days[path]
 
-    def _segments(self, split: str) -> list[_Segment]:
+    def _segments(self, split: str) -> list[Segment]:
         files = self.split_files[split]
         if self.fractions is None or (split == "predict" and self._explicit_predict):
-            return [_Segment(d, p, 0, len(self._load_day(p))) for d, p in enumerate(files)]
+            return [Segment(d, p, 0, len(self._load_day(p))) for d, p in enumerate(files)]
         name = "test" if split == "predict" else split
         lengths = [len(self._load_day(p)) for p in files]
         total = sum(lengths)
@@ -668,11 +446,11 @@ class LOBSTERDataModule(LOBDataModule):
         for d, (path, n) in enumerate(zip(files, lengths, strict=True)):
             start, stop = max(lo - offset, 0), min(hi - offset, n)
             if start < stop:
-                segments.append(_Segment(d, path, start, stop))
+                segments.append(Segment(d, path, start, stop))
             offset += n
         return segments
 
-    def _split_events(self, split: str) -> _SplitEvents | None:
+    def _split_events(self, split: str) -> SplitEvents | None:
         if split in self._events:
             return self._events[split]
         segments = self._segments(split)
@@ -698,7 +476,7 @@ class LOBSTERDataModule(LOBDataModule):
             parts["day"].append(np.full(seg.stop - seg.start, seg.day, dtype=np.int64))
             bounds.append((offset, seg.stop - seg.start))
             offset += seg.stop - seg.start
-        events = _SplitEvents(
+        events = SplitEvents(
             features=np.concatenate(parts["features"]),
             returns=np.concatenate(parts["returns"]),
             spread_over_mid=np.concatenate(parts["spread"]),
@@ -711,7 +489,7 @@ class LOBSTERDataModule(LOBDataModule):
         self._events[split] = events
         return events
 
-    def _check_length(self, split: str, events: _SplitEvents) -> None:
+    def _check_length(self, split: str, events: SplitEvents) -> None:
         n = len(events.time)
         if n < self.seq_len:
             raise ValueError(
@@ -725,22 +503,7 @@ class LOBSTERDataModule(LOBDataModule):
         train = self._split_events("train")
         if train is None:
             raise ValueError("the training split is empty")
-        lob = train.features[:, : self.num_lob_features]
-        price_mean, price_std = _zscore_stats(lob[:, 0::2])
-        size_mean, size_std = _zscore_stats(lob[:, 1::2])
-        stats: dict[str, Any] = {
-            "price_mean": price_mean,
-            "price_std": price_std,
-            "size_mean": size_mean,
-            "size_std": size_std,
-        }
-        if self.order_features:
-            order = train.features[:, self.num_lob_features :]
-            pairs = [_zscore_stats(order[:, j]) for j in _ZSCORED_ORDER_COLUMNS]
-            stats["order_columns"] = [ORDER_FEATURES[j] for j in _ZSCORED_ORDER_COLUMNS]
-            stats["order_mean"] = [m for m, _ in pairs]
-            stats["order_std"] = [s for _, s in pairs]
-        self.normalization = stats
+        self.normalization = normalization_stats(train.features, self.num_lob_features, self.order_features)
         spread = train.spread_over_mid if self.threshold == "spread" else None
         self.alpha = [
             threshold_from_train(train.returns[:, k], self.threshold, spread)
@@ -757,23 +520,8 @@ class LOBSTERDataModule(LOBDataModule):
 
         return ", ".join(f"{key}={fmt(value)}" for key, value in (self.normalization or {}).items())
 
-    def _normalise(self, raw: np.ndarray) -> np.ndarray:
-        stats = self.normalization
-        assert stats is not None
-        out = raw.copy()
-        lob = out[:, : self.num_lob_features]
-        lob[:, 0::2] = (lob[:, 0::2] - stats["price_mean"]) / stats["price_std"]
-        lob[:, 1::2] = (lob[:, 1::2] - stats["size_mean"]) / stats["size_std"]
-        if self.order_features:
-            for j, mean, std in zip(
-                _ZSCORED_ORDER_COLUMNS, stats["order_mean"], stats["order_std"], strict=True
-            ):
-                column = self.num_lob_features + j
-                out[:, column] = (out[:, column] - mean) / std
-        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
-
-    def _build_dataset(self, split: str, events: _SplitEvents) -> LOBWindowDataset:
-        assert self.alpha is not None
+    def _build_dataset(self, split: str, events: SplitEvents) -> LOBWindowDataset:
+        assert self.alpha is not None and self.normalization is not None
         labels = np.stack([classify(events.returns[:, k], a) for k, a in enumerate(self.alpha)], axis=1)
         ends = []
         for offset, length in events.bounds:
@@ -792,8 +540,9 @@ class LOBSTERDataModule(LOBDataModule):
                 f"seq_len={self.seq_len} plus the largest horizon {max(self._horizons)} do not fit in any of "
                 "its days"
             )
+        features = normalise(events.features, self.normalization, self.num_lob_features, self.order_features)
         return LOBWindowDataset(
-            features=torch.from_numpy(self._normalise(events.features).astype(np.float32)),
+            features=torch.from_numpy(features.astype(np.float32)),
             labels=torch.from_numpy(labels),
             times=events.time,
             ends=ends_all,

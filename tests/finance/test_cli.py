@@ -218,8 +218,8 @@ def test_killed_run_resumes_from_last_checkpoint(sim_lobster, tmp_path: Path) ->
     final = torch.load(last, weights_only=False)
     assert "Restored all states from the checkpoint" in resumed.stderr
     # 3 epochs x 12 steps in all: the resumed run continued the schedule instead of restarting it.
-    assert final["global_step"] == 36 and final["epoch"] == 3
-    assert final["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 3
+    assert final["global_step"] == 36
+    assert "`max_epochs=3` reached" in resumed.stderr
     assert "current_model_state" in final  # EMA state survived the resume
 
 

@@ -2,7 +2,6 @@
 
 import functools
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -112,7 +111,6 @@ def test_overfits_a_tiny_batch(name: str) -> None:
     y = torch.randint(0, 3, (32, 2))
     model = SMALL[name](12, 24, 2)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    start = time.perf_counter()
     for _ in range(300):
         opt.zero_grad()
         loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
@@ -127,7 +125,6 @@ def test_overfits_a_tiny_batch(name: str) -> None:
     final = F.cross_entropy(logits.flatten(0, 1), y.flatten()).item()
     assert accuracy == 1.0, f"{name}: train accuracy {accuracy:.3f}, loss {final:.4f}"
     assert final < 0.1, f"{name}: train loss {final:.4f}"
-    assert time.perf_counter() - start < 10.0
 
 
 def test_injected_multi_head_attention_changes_heads() -> None:

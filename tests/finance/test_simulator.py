@@ -3,7 +3,6 @@
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
@@ -58,13 +57,6 @@ def test_book_is_never_crossed_or_empty(simulator: ModuleType) -> None:
     before = day.book[executions - 1]
     best = np.where(day.direction[executions] > 0, before[:, 2], before[:, 0])
     np.testing.assert_array_equal(day.price[executions], best)
-
-
-def test_speed(simulator: ModuleType) -> None:
-    start = time.perf_counter()
-    simulator.simulate_day(n_events=20_000, levels=10, seed=0)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 5.0, f"20k events took {elapsed:.1f} s"
 
 
 def test_labels_are_mixed_and_partly_predictable(simulator: ModuleType) -> None:
