@@ -8,8 +8,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from core.attention.base import TokenMixer, normalize_mask
-from core.attention.mha import Backend, attend, merge_heads, split_heads
+from core.attention.mha import Backend, HeadedAttention
 from core.attention.registry import register_mechanism
 
 __all__ = ["CrossAttention"]
@@ -20,7 +19,7 @@ __all__ = ["CrossAttention"]
     complexity="O(N M d)",
     example_kwargs={"num_heads": 2},
 )
-class CrossAttention(TokenMixer):
+class CrossAttention(HeadedAttention):
     """Multi-head cross-attention from tokens ``(B, N, C)`` to a context ``(B, M, C_ctx)``.
 
     Args:
@@ -53,17 +52,18 @@ class CrossAttention(TokenMixer):
         layer_idx: int = 0,
         num_layers: int = 1,
     ) -> None:
-        super().__init__(dim, layer_idx=layer_idx, num_layers=num_layers)
-        if num_heads < 1 or dim % num_heads:
-            raise ValueError(f"CrossAttention: dim={dim} must be divisible by num_heads={num_heads}")
-        self.num_heads = num_heads
+        super().__init__(
+            dim,
+            num_heads=num_heads,
+            attn_drop=attn_drop,
+            proj_drop=proj_drop,
+            backend=backend,
+            layer_idx=layer_idx,
+            num_layers=num_layers,
+        )
         self.context_dim = context_dim or dim
-        self.attn_drop = attn_drop
-        self.backend: Backend = backend
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(self.context_dim, 2 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
 
     def mix(
         self,
@@ -81,16 +81,9 @@ class CrossAttention(TokenMixer):
                 f"CrossAttention: expected context of shape (B, M, {self.context_dim}), "
                 f"got {tuple(context.shape)}"
             )
-        b, n, _ = x.shape
-        m = context.shape[1]
-        q = split_heads(self.q(x), self.num_heads)
-        k, v = (split_heads(t, self.num_heads) for t in self.kv(context).chunk(2, dim=-1))
-        if mask is not None:
-            mask = normalize_mask(mask, b, n, m, type(self).__name__)
-        dropout_p = self.attn_drop if self.training else 0.0
-        out = attend(q, k, v, mask=mask, is_causal=is_causal, dropout_p=dropout_p, backend=self.backend)
-        return self.proj_drop(self.proj(merge_heads(out)))
+        k, v = self.kv(context).chunk(2, dim=-1)
+        return self.attend_heads(self.q(x), k, v, mask, is_causal)
 
     def extra_repr(self) -> str:
-        """Add heads and the context width to the default representation."""
-        return f"{super().extra_repr()}, num_heads={self.num_heads}, context_dim={self.context_dim}"
+        """Add the context width to the default representation."""
+        return f"{super().extra_repr()}, context_dim={self.context_dim}"

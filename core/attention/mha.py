@@ -16,7 +16,7 @@ from core.attention.base import TokenMixer, normalize_mask
 from core.attention.functional import reference_attention, sdpa
 from core.attention.registry import register_mechanism
 
-__all__ = ["MultiHeadAttention", "attend", "merge_heads", "split_heads"]
+__all__ = ["HeadedAttention", "MultiHeadAttention", "attend", "merge_heads", "split_heads"]
 
 Backend = Literal["auto", "sdpa", "reference"]
 
@@ -51,12 +51,68 @@ def attend(
     return sdpa(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout_p)
 
 
+class HeadedAttention(TokenMixer):
+    """Shared plumbing of the SDPA-based multi-head mechanisms: heads, backend, output projection.
+
+    Subclasses build their q/k/v projections and call :meth:`attend_heads` with ``(B, N, C)`` queries
+    and ``(B, M, C)`` keys/values; it splits heads, applies the mask, attends and projects back.
+
+    Args:
+        dim: Channel dimension ``C``; must be divisible by ``num_heads``.
+        num_heads: Number of heads ``h``; head size is ``C / h``.
+        proj_bias: Whether the output projection has a bias.
+        attn_drop: Dropout on the attention weights (training only).
+        proj_drop: Dropout after the output projection.
+        backend: ``auto``/``sdpa`` use ``F.scaled_dot_product_attention``; ``reference`` runs the
+            literal equation (slow, for debugging).
+        layer_idx: Index of the owning layer.
+        num_layers: Depth of the owning stack.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        num_heads: int = 8,
+        proj_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        backend: Backend = "auto",
+        layer_idx: int = 0,
+        num_layers: int = 1,
+    ) -> None:
+        super().__init__(dim, layer_idx=layer_idx, num_layers=num_layers)
+        name = type(self).__name__
+        if num_heads < 1 or dim % num_heads:
+            raise ValueError(f"{name}: dim={dim} must be divisible by num_heads={num_heads}")
+        if backend not in ("auto", "sdpa", "reference"):
+            raise ValueError(f"{name}: unknown backend {backend!r}; expected auto, sdpa or reference")
+        self.num_heads = num_heads
+        self.attn_drop = attn_drop
+        self.backend: Backend = backend
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def attend_heads(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
+        """Multi-head attention of ``q (B, N, C)`` over ``k, v (B, M, C)``, then the output projection."""
+        if mask is not None:
+            mask = normalize_mask(mask, q.shape[0], q.shape[1], k.shape[1], type(self).__name__)
+        q, k, v = (split_heads(t, self.num_heads) for t in (q, k, v))
+        dropout_p = self.attn_drop if self.training else 0.0
+        out = attend(q, k, v, mask=mask, is_causal=is_causal, dropout_p=dropout_p, backend=self.backend)
+        return self.proj_drop(self.proj(merge_heads(out)))
+
+    def extra_repr(self) -> str:
+        """Add heads and backend to the default representation."""
+        return f"{super().extra_repr()}, num_heads={self.num_heads}, backend={self.backend}"
+
+
 @register_mechanism(
     paper="Vaswani et al. 2017, Attention Is All You Need",
     complexity="O(N^2 d)",
     example_kwargs={"num_heads": 2},
 )
-class MultiHeadAttention(TokenMixer):
+class MultiHeadAttention(HeadedAttention):
     """Multi-head self-attention with a fused qkv projection (timm-style), on SDPA.
 
     Args:
@@ -88,19 +144,17 @@ class MultiHeadAttention(TokenMixer):
         layer_idx: int = 0,
         num_layers: int = 1,
     ) -> None:
-        super().__init__(dim, layer_idx=layer_idx, num_layers=num_layers)
-        if num_heads < 1 or dim % num_heads:
-            raise ValueError(f"MultiHeadAttention: dim={dim} must be divisible by num_heads={num_heads}")
-        self.num_heads = num_heads
-        self.attn_drop = attn_drop
-        if backend not in ("auto", "sdpa", "reference"):
-            raise ValueError(
-                f"MultiHeadAttention: unknown backend {backend!r}; expected auto, sdpa or reference"
-            )
-        self.backend: Backend = backend
+        super().__init__(
+            dim,
+            num_heads=num_heads,
+            proj_bias=proj_bias,
+            attn_drop=attn_drop,
+            proj_drop=proj_drop,
+            backend=backend,
+            layer_idx=layer_idx,
+            num_layers=num_layers,
+        )
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim, bias=proj_bias)
-        self.proj_drop = nn.Dropout(proj_drop)
 
     def mix(
         self,
@@ -112,14 +166,5 @@ class MultiHeadAttention(TokenMixer):
         context: Tensor | None,
     ) -> Tensor:
         """Attend every token to every (unmasked, and past if causal) token."""
-        b, n, _ = x.shape
-        q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
-        if mask is not None:
-            mask = normalize_mask(mask, b, n, n, type(self).__name__)
-        dropout_p = self.attn_drop if self.training else 0.0
-        out = attend(q, k, v, mask=mask, is_causal=is_causal, dropout_p=dropout_p, backend=self.backend)
-        return self.proj_drop(self.proj(merge_heads(out)))
-
-    def extra_repr(self) -> str:
-        """Add heads and backend to the default representation."""
-        return f"{super().extra_repr()}, num_heads={self.num_heads}, backend={self.backend}"
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return self.attend_heads(q, k, v, mask, is_causal)

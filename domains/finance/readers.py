@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.utils import require
+
 __all__ = [
     "FI2010_HORIZONS",
     "FI2010_NUM_FEATURES",
@@ -142,11 +144,7 @@ def require_pandas() -> ModuleType:
     Raises:
         ImportError: If pandas is not installed.
     """
-    try:
-        import pandas
-    except ImportError as err:
-        raise ImportError("reading LOBSTER files needs pandas: pip install 'attnlab[finance]'") from err
-    return pandas
+    return require("pandas", "finance")
 
 
 def orderbook_columns(levels: int) -> list[str]:

@@ -326,3 +326,11 @@ def test_missing_pandas_names_the_extra(sim_copy: Copy, monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'attnlab\[finance\]'"):
         read_lobster(message)
+
+
+def test_missing_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch, sim_files: list[str]) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # what an environment without pandas looks like
+    with pytest.raises(ImportError, match=r"pip install 'attnlab\[finance\]'"):
+        read_lobster(sim_files[0])

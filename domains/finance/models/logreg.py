@@ -7,6 +7,8 @@ attention models visible on each dataset.
 
 from torch import Tensor, nn
 
+from domains.finance.models.common import check_window
+
 __all__ = ["LogisticRegressionLOB"]
 
 
@@ -46,9 +48,5 @@ class LogisticRegressionLOB(nn.Module):
         Returns:
             Logits ``(B, num_horizons, num_classes)``.
         """
-        if x.ndim != 3 or x.shape[1:] != (self.seq_len, self.num_features):
-            raise ValueError(
-                f"LogisticRegressionLOB: expected x of shape (B, {self.seq_len}, {self.num_features}), "
-                f"got {tuple(x.shape)}"
-            )
+        check_window(x, self.seq_len, self.num_features, "LogisticRegressionLOB")
         return self.head(x.flatten(1)).view(x.shape[0], self.num_horizons, self.num_classes)

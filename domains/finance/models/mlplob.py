@@ -8,7 +8,7 @@ TLOB. It alternates an MLP over the feature channels and an MLP over time, with 
 from torch import Tensor, nn
 
 from domains.finance.models.bin import BiN
-from domains.finance.models.tlob import build_head
+from domains.finance.models.common import build_head, check_window
 
 __all__ = ["MLPLOB", "MixerBlock"]
 
@@ -48,7 +48,7 @@ class MLPLOB(nn.Module):
     Each layer applies a :class:`MixerBlock` over the ``H`` channels of every time step (``H → 4H → H``)
     and one over the ``T`` time steps of every channel (``T → 4T → T``). The last layer shrinks instead:
     ``H → 2H → H/4`` and ``T → 2T → T/4``. The flattened ``(T/4)·(H/4)`` representation goes through the
-    TLOB head (:func:`~domains.finance.models.tlob.build_head`). No softmax: the loss takes logits.
+    TLOB head (:func:`~domains.finance.models.common.build_head`). No softmax: the loss takes logits.
 
     As for TLOB, ``hidden_dim`` is honoured (the official code forces it to the number of features; pass
     ``hidden_dim=num_features`` to reproduce the paper: 6.33 M parameters on FI-2010 with T = 384).
@@ -120,10 +120,7 @@ class MLPLOB(nn.Module):
         Returns:
             Logits ``(B, num_horizons, num_classes)``.
         """
-        if x.ndim != 3 or x.shape[1:] != (self.seq_len, self.num_features):
-            raise ValueError(
-                f"MLPLOB: expected x of shape (B, {self.seq_len}, {self.num_features}), got {tuple(x.shape)}"
-            )
+        check_window(x, self.seq_len, self.num_features, "MLPLOB")
         x = self.bin(x.transpose(1, 2)).transpose(1, 2)
         x = self.act(self.embed(x))  # (B, T, H)
         for feature_mlp, time_mlp in zip(self.feature_mlps, self.time_mlps, strict=True):

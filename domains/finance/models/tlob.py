@@ -14,29 +14,9 @@ from torch import Tensor, nn
 from core.attention import AttentionFactory, AxisAttention, MultiHeadAttention, TokenMixer
 from core.blocks import Mlp, sinusoidal_positions
 from domains.finance.models.bin import BiN
+from domains.finance.models.common import build_head, check_window
 
 __all__ = ["TLOB", "TransformerLayer", "build_head"]
-
-
-def build_head(in_features: int, num_outputs: int) -> nn.Sequential:
-    """The TLOB / MLPLOB classifier head: shrink by 4 with GELU while wider than 128, then classify.
-
-    For FI-2010 (``in_features = 32 · 36 = 1152``): 1152 → 288 → 72 → ``num_outputs``.
-
-    Args:
-        in_features: Width of the flattened representation.
-        num_outputs: Number of logits (``num_horizons · num_classes``).
-
-    Returns:
-        The head as an ``nn.Sequential``.
-    """
-    layers: list[nn.Module] = []
-    dim = in_features
-    while dim > 128:
-        layers += [nn.Linear(dim, dim // 4), nn.GELU()]
-        dim //= 4
-    layers.append(nn.Linear(dim, num_outputs))
-    return nn.Sequential(*layers)
 
 
 class TransformerLayer(nn.Module):
@@ -193,10 +173,7 @@ class TLOB(nn.Module):
         Returns:
             Logits ``(B, num_horizons, num_classes)``.
         """
-        if x.ndim != 3 or x.shape[1:] != (self.seq_len, self.num_features):
-            raise ValueError(
-                f"TLOB: expected x of shape (B, {self.seq_len}, {self.num_features}), got {tuple(x.shape)}"
-            )
+        check_window(x, self.seq_len, self.num_features, "TLOB")
         x = self.bin(x.transpose(1, 2)).transpose(1, 2)
         x = self.embed(x) + self.pos
         for layer in self.layers:
