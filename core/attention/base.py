@@ -21,6 +21,7 @@ training loss.
 """
 
 import math
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 
-class TokenMixer(nn.Module):
+class TokenMixer(nn.Module, metaclass=ABCMeta):
     """Base class of every attention mechanism: tokens ``(B, N, C) -> (B, N, C)``.
 
     Subclasses implement :meth:`mix`; :meth:`forward` validates the inputs against the class's capability
@@ -93,6 +94,7 @@ class TokenMixer(nn.Module):
         self._check_inputs(x, grid=grid, mask=mask, is_causal=is_causal, context=context)
         return self.mix(x, grid=grid, mask=mask, is_causal=is_causal, context=context)
 
+    @abstractmethod
     def mix(
         self,
         x: Tensor,
@@ -103,7 +105,6 @@ class TokenMixer(nn.Module):
         context: Tensor | None,
     ) -> Tensor:
         """Mix validated tokens. Subclasses implement this instead of ``forward``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement mix()")
 
     def extra_repr(self) -> str:
         """Show the dimension and the layer position in ``print(model)``."""
