@@ -167,6 +167,13 @@ def main(args: Sequence[str] | None = None) -> AttnLabCLI | None:
         subclass_mode_data=True,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={
+            "prog": "attnlab",
+            "description": (
+                "attnlab: train, validate, test and predict with any domain's task and datamodule "
+                "(see docs/cli.md). `attnlab attention list` prints the registered attention mechanisms."
+            ),
+        },
         args=None if args is None else argv,
         auto_configure_optimizers=True,
     )
