@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from torch import Tensor
 
-__all__ = ["confusion_matrix_figure"]
+__all__ = ["close", "confusion_matrix_figure"]
 
 
 def confusion_matrix_figure(matrix: Tensor, class_names: Sequence[str], title: str) -> Figure:
