@@ -8,6 +8,7 @@ how to add a mechanism (one family per file, a paper-and-equation docstring, a l
 from core.attention.axis import AxisAttention
 from core.attention.base import AttentionFactory, TokenMixer, check_grid, invert_mask, normalize_mask
 from core.attention.cross import CrossAttention
+from core.attention.davit import ChannelGroupAttention, WindowAttention
 from core.attention.functional import causal_mask, reference_attention, sdpa
 from core.attention.mha import MultiHeadAttention
 from core.attention.registry import (
@@ -21,10 +22,12 @@ from core.attention.registry import (
 __all__ = [
     "AttentionFactory",
     "AxisAttention",
+    "ChannelGroupAttention",
     "CrossAttention",
     "MechanismInfo",
     "MultiHeadAttention",
     "TokenMixer",
+    "WindowAttention",
     "causal_mask",
     "check_grid",
     "get_mechanism",

@@ -123,6 +123,10 @@ def test_registered_mechanism_contract(info) -> None:
     mixer = info.cls(dim, **dict(info.example_kwargs)).double()
     x = torch.randn(b, n, dim, dtype=torch.float64, requires_grad=True)
     kw = {"context": torch.randn(b, m, dim, dtype=torch.float64)} if info.cls.requires_context else {}
+    if info.cls.needs_grid:
+        kw["grid"] = (2, 3)
+        with pytest.raises(ValueError, match="needs `grid`"):
+            mixer(x)
     causal = {"is_causal": True} if info.cls.causal_only else {}
     out = mixer(x, **kw, **causal)
     assert out.shape == x.shape and out.dtype == x.dtype
@@ -142,13 +146,14 @@ def test_registered_mechanism_contract(info) -> None:
         kv_len = m if info.cls.requires_context else n
         pad = torch.ones(b, kv_len, dtype=torch.bool)
         pad[:, -2:] = False
-        source = kw.get("context", x.detach())
+        source = kw["context"] if "context" in kw else x.detach()
         changed = source.clone()
         changed[:, -2:] += 10 * torch.randn_like(changed[:, -2:])
-        kw2 = {"context": changed} if kw else {}
+        has_context = "context" in kw
+        kw2 = {**kw, "context": changed} if has_context else kw
         a = mixer(x.detach(), mask=pad, **kw, **causal)
-        c = mixer(x.detach() if kw else changed, mask=pad, **kw2, **causal)
-        keep = slice(None) if kw else slice(0, n - 2)
+        c = mixer(x.detach() if has_context else changed, mask=pad, **kw2, **causal)
+        keep = slice(None) if has_context else slice(0, n - 2)
         torch.testing.assert_close(a[:, keep], c[:, keep])
         none = torch.zeros(b, kv_len, dtype=torch.bool)
         assert torch.isfinite(mixer(x.detach(), mask=none, **kw, **causal)).all()
@@ -157,7 +162,7 @@ def test_registered_mechanism_contract(info) -> None:
         mixer(torch.randn(b, n, dim + 1, dtype=torch.float64), **kw, **causal)
     if not info.cls.supports_context:
         with pytest.raises(ValueError, match="context"):
-            mixer(x, context=torch.randn(b, m, dim, dtype=torch.float64), **causal)
+            mixer(x, context=torch.randn(b, m, dim, dtype=torch.float64), **kw, **causal)
 
 
 def test_mask_contract_errors() -> None:

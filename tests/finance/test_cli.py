@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.attention import MultiHeadAttention
+from core.attention import ChannelGroupAttention, MultiHeadAttention
 from core.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,6 +114,11 @@ def test_attention_is_swapped_from_the_command_line(sim_lobster, tmp_path: Path)
     mixers = [m for m in cli.model.modules() if isinstance(m, MultiHeadAttention)]
     assert len(mixers) == 2 and all(m.num_heads == 2 for m in mixers)
     assert sorted(m.layer_idx for m in mixers) == [0, 1]
+    channel = main(
+        ["fit", *args, "--model.attention=ChannelGroupAttention", "--model.attention.num_groups=4"]
+    )
+    groups = [m for m in channel.model.modules() if isinstance(m, ChannelGroupAttention)]
+    assert len(groups) == 2 and all(m.num_groups == 4 for m in groups)
     default = main(["fit", *args])
     assert all(m.num_heads == 1 for m in default.model.modules() if isinstance(m, MultiHeadAttention))
 
