@@ -6,7 +6,14 @@ how to add a mechanism (one family per file, a paper-and-equation docstring, a l
 """
 
 from core.attention.axis import AxisAttention
-from core.attention.base import AttentionFactory, TokenMixer, check_grid, invert_mask, normalize_mask
+from core.attention.base import (
+    AttentionFactory,
+    TokenMixer,
+    check_grid,
+    check_grid_2d,
+    invert_mask,
+    normalize_mask,
+)
 from core.attention.cross import CrossAttention
 from core.attention.davit import ChannelGroupAttention, WindowAttention
 from core.attention.functional import causal_mask, reference_attention, sdpa
@@ -30,6 +37,7 @@ __all__ = [
     "WindowAttention",
     "causal_mask",
     "check_grid",
+    "check_grid_2d",
     "get_mechanism",
     "invert_mask",
     "list_mechanisms",

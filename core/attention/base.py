@@ -32,6 +32,7 @@ __all__ = [
     "AttentionFactory",
     "TokenMixer",
     "check_grid",
+    "check_grid_2d",
     "invert_mask",
     "normalize_mask",
 ]
@@ -173,6 +174,18 @@ def check_grid(grid: Sequence[int], num_tokens: int, owner: str = "attention") -
             f"{owner}: grid {grid} holds {math.prod(grid)} tokens but x has N={num_tokens} tokens"
         )
     return grid
+
+
+def check_grid_2d(grid: Sequence[int], num_tokens: int, owner: str = "attention") -> tuple[int, int]:
+    """:func:`check_grid` for mechanisms and blocks that only accept a 2-D ``(H, W)`` grid.
+
+    Raises:
+        ValueError: If the grid is not ``(H, W)`` or does not hold ``num_tokens`` tokens.
+    """
+    sizes = check_grid(grid, num_tokens, owner)
+    if len(sizes) != 2:
+        raise ValueError(f"{owner}: grid must be (H, W), got {sizes}")
+    return sizes[0], sizes[1]
 
 
 def normalize_mask(mask: Tensor, batch: int, q_len: int, kv_len: int, owner: str = "attention") -> Tensor:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.attention.base import TokenMixer, check_grid
+from core.attention.base import TokenMixer, check_grid_2d
 from core.attention.mha import Backend, HeadedAttention, attend, merge_heads, split_heads
 from core.attention.registry import register_mechanism
 
@@ -104,7 +104,7 @@ class WindowAttention(HeadedAttention):
     ) -> Tensor:
         """Pad the grid to whole windows, attend within windows (padding masked), crop back."""
         assert grid is not None  # guaranteed by needs_grid
-        height, width = _grid_2d(grid, x.shape[1])
+        height, width = check_grid_2d(grid, x.shape[1], "WindowAttention")
         b, n, c = x.shape
         if mask is not None and (mask.dtype != torch.bool or mask.shape != (b, n)):
             raise ValueError(
@@ -199,10 +199,3 @@ class ChannelGroupAttention(TokenMixer):
     def extra_repr(self) -> str:
         """Add the number of groups to the default representation."""
         return f"{super().extra_repr()}, num_groups={self.num_groups}"
-
-
-def _grid_2d(grid: Sequence[int], num_tokens: int) -> tuple[int, int]:
-    sizes = check_grid(grid, num_tokens, "WindowAttention")
-    if len(sizes) != 2:
-        raise ValueError(f"WindowAttention: grid must be (H, W), got {sizes}")
-    return sizes[0], sizes[1]
