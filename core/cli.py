@@ -68,19 +68,16 @@ class AttnLabCLI(LightningCLI):
         config = self.config.get(str(self.subcommand), self.config)
         if self.subcommand in ("validate", "test", "predict") and config.get("ckpt_path") == "best":
             config["ckpt_path"] = str(best_checkpoint(Path(config["checkpoint"]["dirpath"])))
-        init_args = config.get("model", {}).get("init_args", {}) or {}
-        self._hand_set = {}
-        for name in data_links():
-            value = init_args.get(name) if hasattr(init_args, "get") else None
-            if value is not None:
-                self._hand_set[name] = value
+        init_args = config.get("model", {}).get("init_args") or {}
+        hand_set = {name: init_args.get(name) for name in data_links()}
+        self._hand_set = {name: value for name, value in hand_set.items() if value is not None}
 
     def instantiate_classes(self) -> None:
         """Instantiate, check linked values against hand-set ones, and make checkpoint writes atomic."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*configure_optimizers` will be overridden.*")
             super().instantiate_classes()
-        for name, wanted in getattr(self, "_hand_set", {}).items():
+        for name, wanted in self._hand_set.items():
             actual = getattr(self.datamodule, name, None)
             if actual is not None and _normalise(actual) != _normalise(wanted):
                 raise ValueError(

@@ -21,7 +21,7 @@ from torchmetrics import MetricCollection
 from core.attention.base import TokenMixer
 from core.training.pretrained import load_pretrained
 
-__all__ = ["BaseTask"]
+__all__ = ["BaseTask", "children_except_head"]
 
 STAGES = ("train", "val", "test")
 
@@ -80,14 +80,10 @@ class BaseTask(pl.LightningModule):
     def backbone_modules(self) -> list[nn.Module]:
         """Modules that fine-tuning freezes, ordered from the input to the output.
 
-        The default is every child module that has parameters, except one called ``head`` and the
-        metrics. Override when the split differs.
+        The default is every child module that has parameters (so not the losses and metrics), except one
+        called ``head``. Override when the split differs.
         """
-        modules = [
-            m
-            for name, m in self.named_children()
-            if name != "head" and not _is_metric(m) and any(True for _ in m.parameters())
-        ]
+        modules = children_except_head(self)
         if not modules:
             raise RuntimeError(f"{type(self).__name__} has no backbone modules to freeze")
         return modules
@@ -112,9 +108,6 @@ class BaseTask(pl.LightningModule):
             self.log("lr", optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
 
 
-def _is_metric(module: nn.Module) -> bool:
-    from torchmetrics import Metric
-
-    return isinstance(module, Metric | MetricCollection | nn.ModuleDict) and all(
-        isinstance(m, Metric | MetricCollection) for m in module.children()
-    )
+def children_except_head(module: nn.Module, head: str = "head") -> list[nn.Module]:
+    """Direct children of ``module`` that hold parameters, except the one named ``head``, in order."""
+    return [m for name, m in module.named_children() if name != head and any(True for _ in m.parameters())]

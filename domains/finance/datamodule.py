@@ -35,12 +35,13 @@ from domains.finance.readers import (
     FI2010_HORIZONS,
     FI2010_NUM_FEATURES,
     LobsterFileInfo,
+    orderbook_file_for,
     parse_lobster_filename,
     read_fi2010,
     read_lobster,
 )
 from domains.finance.readers import HALT_EVENT as HALT_EVENT  # kept importable from here
-from domains.finance.windows import LOBWindowDataset
+from domains.finance.windows import LOBWindowDataset, segment_window_ends
 
 __all__ = [
     "ORDER_FEATURES",
@@ -402,7 +403,7 @@ class LOBSTERDataModule(LOBDataModule):
         """Every configured message and orderbook file."""
         paths: list[str] = []
         for path in dict.fromkeys(p for files in self.split_files.values() for p in files):
-            paths += [str(path), str(path.with_name(path.name.replace("_message_", "_orderbook_")))]
+            paths += [str(path), str(orderbook_file_for(path))]
         return paths
 
     # ------------------------------------------------------------------ setup
@@ -525,13 +526,9 @@ class LOBSTERDataModule(LOBDataModule):
         labels = np.stack([classify(events.returns[:, k], a) for k, a in enumerate(self.alpha)], axis=1)
         ends = []
         for offset, length in events.bounds:
-            local = np.arange(offset + self.seq_len - 1, offset + length)
+            local = segment_window_ends(offset, length, self.seq_len, f"a {split} segment")
             if split != "predict":
                 local = local[(labels[local] != UNDEFINED).all(axis=1)]
-            if length < self.seq_len:
-                rank_zero_warn(
-                    f"{split}: a segment of {length} events is shorter than seq_len={self.seq_len}"
-                )
             ends.append(local)
         ends_all = np.concatenate(ends)
         if len(ends_all) == 0:
@@ -743,11 +740,7 @@ class FI2010DataModule(LOBDataModule):
             labels.append(data[self._label_rows].T.astype(np.int64) - 1)
             days.append(np.full(n, day, dtype=np.int64))
             index.append(samples)
-            if n < self.seq_len:
-                rank_zero_warn(
-                    f"FI-2010 {split}: file {day} has {n} samples, fewer than seq_len={self.seq_len}"
-                )
-            ends.append(np.arange(offset + self.seq_len - 1, offset + n))
+            ends.append(segment_window_ends(offset, n, self.seq_len, f"FI-2010 {split} file {day}"))
             offset += n
         return LOBWindowDataset(
             features=torch.from_numpy(np.concatenate(features).astype(np.float32)),

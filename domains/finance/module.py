@@ -26,6 +26,7 @@ from torchmetrics.classification import (
 
 from core.attention import AttentionFactory
 from core.training import BaseTask
+from core.training.base_task import children_except_head
 from core.training.plots import close, confusion_matrix_figure
 from domains.finance.models import MLPLOB, TLOB, DeepLOB, LogisticRegressionLOB
 
@@ -175,15 +176,8 @@ class LOBClassifier(BaseTask):
         return self.network(x)
 
     def backbone_modules(self) -> list[nn.Module]:
-        """Everything but the classification head, in input-to-output order (for fine-tuning)."""
-        getter = getattr(self.network, "backbone_modules", None)
-        if getter is not None:
-            return list(getter())
-        return [
-            m
-            for name, m in self.network.named_children()
-            if name != "head" and any(True for _ in m.parameters())
-        ]
+        """The network without its classification head, in input-to-output order (for fine-tuning)."""
+        return children_except_head(self.network)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """One optimisation step on a batch of windows."""

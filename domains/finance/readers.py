@@ -40,6 +40,7 @@ __all__ = [
     "LobsterFileInfo",
     "halted_rows",
     "orderbook_columns",
+    "orderbook_file_for",
     "parse_lobster_filename",
     "read_fi2010",
     "read_lobster",
@@ -222,7 +223,7 @@ def read_lobster(message_path: str | Path, orderbook_path: str | Path | None = N
             f"{message_path}: expected a message file (…_message_LEVEL.csv), got an orderbook file"
         )
     if orderbook_path is None:
-        orderbook_path = message_path.with_name(_orderbook_name(message_path.name))
+        orderbook_path = orderbook_file_for(message_path)
     orderbook_path = Path(orderbook_path)
     book_info = parse_lobster_filename(orderbook_path)
     if book_info.kind != "orderbook" or not info.same_day(book_info):
@@ -260,11 +261,17 @@ def read_lobster(message_path: str | Path, orderbook_path: str | Path | None = N
     return day
 
 
-def _orderbook_name(message_name: str) -> str:
-    if "_message_" not in message_name:
-        raise ValueError(f"{message_name}: cannot derive the orderbook file name (no '_message_' in it)")
-    head, _, tail = message_name.rpartition("_message_")
-    return f"{head}_orderbook_{tail}"
+def orderbook_file_for(message_path: str | Path) -> Path:
+    """The orderbook file that belongs to a message file (``_message_`` → ``_orderbook_``).
+
+    Raises:
+        ValueError: If the name has no ``_message_`` part.
+    """
+    message_path = Path(message_path)
+    if "_message_" not in message_path.name:
+        raise ValueError(f"{message_path}: cannot derive the orderbook file name (no '_message_' in it)")
+    head, _, tail = message_path.name.rpartition("_message_")
+    return message_path.with_name(f"{head}_orderbook_{tail}")
 
 
 def _fail(path: Path, what: str, row: int | None = None, field: str | None = None) -> LOBFormatError:

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import Dataset
 
 from domains.finance.labels import CLASS_NAMES, UNDEFINED
 
-__all__ = ["LOBWindowDataset"]
+__all__ = ["LOBWindowDataset", "segment_window_ends"]
 
 
 class LOBWindowDataset(Dataset):
@@ -103,3 +104,20 @@ class LOBWindowDataset(Dataset):
             counts[k, :num_classes] = np.bincount(column[column >= 0], minlength=num_classes)[:num_classes]
             counts[k, num_classes] = int((column == UNDEFINED).sum())
         return counts
+
+
+def segment_window_ends(offset: int, length: int, seq_len: int, what: str) -> np.ndarray:
+    """Indices of the events that end a complete window inside one segment (a day, or part of one).
+
+    Args:
+        offset: Index of the segment's first event in the concatenated split.
+        length: Events in the segment.
+        seq_len: Window length T.
+        what: Names the segment in the warning given when it is shorter than one window.
+
+    Returns:
+        int64 indices ``offset + T - 1 .. offset + length - 1`` (empty when ``length < T``).
+    """
+    if length < seq_len:
+        rank_zero_warn(f"{what} has {length} events, fewer than seq_len={seq_len}: it yields no window")
+    return np.arange(offset + seq_len - 1, offset + length, dtype=np.int64)
