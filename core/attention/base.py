@@ -18,6 +18,13 @@ Forward keywords (all optional):
 A mixer given something it does not support raises a ``ValueError`` naming the argument and the shape it
 expected. A mixer may set ``aux_loss`` during ``forward`` (e.g. a load-balancing loss); tasks add it to the
 training loss.
+
+Two smaller protocols cover attention on convolutional feature maps:
+
+* :class:`SpatialMixer` maps ``(B, C, *spatial) -> (B, C, *spatial)`` (DANet's position and channel
+  modules, SE / CBAM / ECA, large-kernel attention). Built for ``spatial_dims`` 1, 2 or 3.
+* :class:`AttentionGate` re-weights skip features ``x`` with a gating signal ``g``: ``forward(x, g)``
+  returns a tensor shaped like ``x`` (AGUNet, Oktay et al.).
 """
 
 import math
@@ -30,6 +37,10 @@ from torch import Tensor, nn
 
 __all__ = [
     "AttentionFactory",
+    "AttentionGate",
+    "AttentionGateFactory",
+    "SpatialMixer",
+    "SpatialMixerFactory",
     "TokenMixer",
     "check_grid",
     "check_grid_2d",
@@ -150,6 +161,111 @@ class TokenMixer(nn.Module, metaclass=ABCMeta):
 
 AttentionFactory = Callable[[int], TokenMixer]
 """The type models use for an injected mechanism: ``attention(dim, layer_idx=i, num_layers=L)``."""
+
+
+def _check_spatial_dims(owner: str, spatial_dims: int, supported: tuple[int, ...]) -> None:
+    if spatial_dims not in supported:
+        raise ValueError(f"{owner}: spatial_dims must be one of {supported}, got {spatial_dims}")
+
+
+def _check_feature_map(owner: str, arg: str, t: Tensor, channels: int, spatial_dims: int) -> None:
+    if t.ndim != spatial_dims + 2 or t.shape[1] != channels:
+        axes = ", ".join(("D", "H", "W")[3 - spatial_dims :]) if spatial_dims <= 3 else "..."
+        raise ValueError(
+            f"{owner}: expected {arg} of shape (B, {channels}, {axes}) for spatial_dims={spatial_dims}, "
+            f"got {tuple(t.shape)}"
+        )
+
+
+class SpatialMixer(nn.Module, metaclass=ABCMeta):
+    """Attention on a convolutional feature map: ``(B, C, *spatial) -> (B, C, *spatial)``.
+
+    Subclasses implement :meth:`mix`; :meth:`forward` checks the shape first. Blocks receive a
+    :data:`SpatialMixerFactory` and call it as ``mixer(channels, spatial_dims=d)``.
+
+    Args:
+        channels: Channel dimension ``C``.
+        spatial_dims: Number of spatial axes (1, 2 or 3); fixes the conv layers built inside.
+    """
+
+    supported_dims: ClassVar[tuple[int, ...]] = (1, 2, 3)
+
+    def __init__(self, channels: int, *, spatial_dims: int = 2) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if channels <= 0:
+            raise ValueError(f"{name}: channels must be positive, got {channels}")
+        _check_spatial_dims(name, spatial_dims, self.supported_dims)
+        self.channels = channels
+        self.spatial_dims = spatial_dims
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Check ``x`` is ``(B, C, *spatial)`` with ``spatial_dims`` axes, then mix it."""
+        _check_feature_map(type(self).__name__, "x", x, self.channels, self.spatial_dims)
+        return self.mix(x)
+
+    @abstractmethod
+    def mix(self, x: Tensor) -> Tensor:
+        """Mix a validated feature map. Subclasses implement this instead of ``forward``."""
+
+    def extra_repr(self) -> str:
+        """Show channels and spatial dimensionality in ``print(model)``."""
+        return f"channels={self.channels}, spatial_dims={self.spatial_dims}"
+
+
+class AttentionGate(nn.Module, metaclass=ABCMeta):
+    """Gate skip features ``x (B, C_x, *S)`` with a gating signal ``g (B, C_g, *S_g)``; returns ``x``'s shape.
+
+    ``g`` usually comes from a coarser decoder level, so ``S_g`` may differ from ``S``; subclasses
+    resample as their paper does. Blocks receive an :data:`AttentionGateFactory` and call it as
+    ``gate(channels, gating_channels, spatial_dims=d)``.
+
+    Args:
+        channels: Channels ``C_x`` of the gated features.
+        gating_channels: Channels ``C_g`` of the gating signal.
+        spatial_dims: Number of spatial axes (1, 2 or 3).
+    """
+
+    supported_dims: ClassVar[tuple[int, ...]] = (1, 2, 3)
+
+    def __init__(self, channels: int, gating_channels: int, *, spatial_dims: int = 2) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if channels <= 0 or gating_channels <= 0:
+            raise ValueError(
+                f"{name}: channels and gating_channels must be positive, got {channels}, {gating_channels}"
+            )
+        _check_spatial_dims(name, spatial_dims, self.supported_dims)
+        self.channels = channels
+        self.gating_channels = gating_channels
+        self.spatial_dims = spatial_dims
+
+    def forward(self, x: Tensor, g: Tensor) -> Tensor:
+        """Check both inputs' shapes, then gate ``x`` with ``g``."""
+        name = type(self).__name__
+        _check_feature_map(name, "x", x, self.channels, self.spatial_dims)
+        _check_feature_map(name, "g", g, self.gating_channels, self.spatial_dims)
+        if g.shape[0] != x.shape[0]:
+            raise ValueError(f"{name}: x and g must share the batch size, got {x.shape[0]} and {g.shape[0]}")
+        return self.gate(x, g)
+
+    @abstractmethod
+    def gate(self, x: Tensor, g: Tensor) -> Tensor:
+        """Gate validated inputs. Subclasses implement this instead of ``forward``."""
+
+    def extra_repr(self) -> str:
+        """Show the channel counts and spatial dimensionality in ``print(model)``."""
+        return (
+            f"channels={self.channels}, gating_channels={self.gating_channels}, "
+            f"spatial_dims={self.spatial_dims}"
+        )
+
+
+SpatialMixerFactory = Callable[[int], SpatialMixer]
+"""The type blocks use for an injected feature-map mixer: ``mixer(channels, spatial_dims=d)``."""
+
+AttentionGateFactory = Callable[[int, int], AttentionGate]
+"""The type blocks use for an injected gate: ``gate(channels, gating_channels, spatial_dims=d)``."""
 
 
 def check_grid(grid: Sequence[int], num_tokens: int, owner: str = "attention") -> tuple[int, ...]:

@@ -7,12 +7,28 @@ Register a mechanism by decorating its class::
 
 The registry drives ``attnlab attention list``, the registry-wide contract tests and the benchmark, so a
 new mechanism is tested and benchmarked as soon as it is registered.
+
+Four kinds of module can be registered; the kind follows from the base class:
+
+* ``token``: a :class:`TokenMixer`, ``(B, N, C) -> (B, N, C)``; ``example_kwargs`` exclude ``dim``.
+* ``spatial``: a :class:`SpatialMixer`, ``(B, C, *S) -> (B, C, *S)``; ``example_kwargs`` exclude
+  ``channels`` and ``spatial_dims`` (tests build every entry of ``supported_dims``).
+* ``gate``: an :class:`AttentionGate`, ``forward(x, g)``; ``example_kwargs`` exclude ``channels``,
+  ``gating_channels`` and ``spatial_dims``.
+* ``module``: any other attention module with several inputs or outputs (bidirectional cross-attention,
+  layer attention). ``example_kwargs`` are its full constructor kwargs and the class provides
+  ``example_inputs(batch, dtype) -> tuple[Tensor, ...]`` so the registry tests can run it.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
-from core.attention.base import TokenMixer
+from torch import nn
+
+from core.attention.base import AttentionGate, SpatialMixer, TokenMixer
+
+Kind = Literal["token", "spatial", "gate", "module"]
 
 __all__ = ["MechanismInfo", "get_mechanism", "list_mechanisms", "mechanism_table", "register_mechanism"]
 
@@ -25,22 +41,29 @@ class MechanismInfo:
 
     Attributes:
         name: Short name, usable on the command line (``--model.attention=<name>``).
-        cls: The :class:`TokenMixer` subclass.
+        cls: The registered class (see the module docstring for the four kinds).
         paper: Paper the mechanism comes from.
         complexity: Time complexity in N (tokens) and d (channels).
         example_kwargs: Small constructor kwargs that build a working instance for tests (``dim`` excluded).
     """
 
     name: str
-    cls: type[TokenMixer]
+    cls: type[nn.Module]
     paper: str
     complexity: str
     example_kwargs: tuple[tuple[str, object], ...] = ()
 
     @property
+    def kind(self) -> Kind:
+        """``token``, ``spatial``, ``gate`` or ``module``, from the base class."""
+        return _kind_of(self.cls)
+
+    @property
     def patterns(self) -> tuple[str, ...]:
-        """The CAB attention patterns (self/cross × causal/non-causal) this mechanism supports."""
+        """The CAB patterns (self/cross × causal/non-causal) of a token mixer; the kind for the others."""
         cls = self.cls
+        if not issubclass(cls, TokenMixer):
+            return (self.kind,)
         out = []
         if not cls.requires_context and not cls.causal_only:
             out.append("noncausal_self")
@@ -54,12 +77,22 @@ class MechanismInfo:
 
     @property
     def flags(self) -> dict[str, bool]:
-        """The capability flags of the class."""
+        """The capability flags of a token mixer (all False for the other kinds)."""
         names = ("supports_mask", "supports_causal", "causal_only", "supports_context", "needs_grid")
-        return {n: bool(getattr(self.cls, n)) for n in names}
+        return {n: bool(getattr(self.cls, n, False)) for n in names}
 
 
 _REGISTRY: dict[str, MechanismInfo] = {}
+
+
+def _kind_of(cls: type) -> Kind:
+    if issubclass(cls, TokenMixer):
+        return "token"
+    if issubclass(cls, SpatialMixer):
+        return "spatial"
+    if issubclass(cls, AttentionGate):
+        return "gate"
+    return "module"
 
 
 def register_mechanism(
@@ -68,8 +101,8 @@ def register_mechanism(
     paper: str,
     complexity: str,
     example_kwargs: dict[str, object] | None = None,
-) -> Callable[[type[TokenMixer]], type[TokenMixer]]:
-    """Class decorator that enrols a :class:`TokenMixer` subclass in the registry.
+) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator that enrols an attention module in the registry.
 
     Args:
         name: Registry name; defaults to the class name.
@@ -81,9 +114,14 @@ def register_mechanism(
         The decorator.
     """
 
-    def decorator(cls: type[TokenMixer]) -> type[TokenMixer]:
-        if not (isinstance(cls, type) and issubclass(cls, TokenMixer)):
-            raise TypeError(f"register_mechanism expects a TokenMixer subclass, got {cls!r}")
+    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise TypeError(f"register_mechanism expects an nn.Module subclass, got {cls!r}")
+        if _kind_of(cls) == "module" and not callable(getattr(cls, "example_inputs", None)):
+            raise TypeError(
+                f"{cls.__name__} is neither a TokenMixer, a SpatialMixer nor an AttentionGate, so it must "
+                "define a classmethod example_inputs(batch, dtype) for the registry tests"
+            )
         key = name or cls.__name__
         if key in _REGISTRY and _REGISTRY[key].cls is not cls:
             raise ValueError(f"attention mechanism {key!r} is already registered by {_REGISTRY[key].cls}")
@@ -106,22 +144,22 @@ def get_mechanism(name: str) -> MechanismInfo:
         raise KeyError(f"unknown attention mechanism {name!r}; registered: {sorted(_REGISTRY)}") from None
 
 
-def list_mechanisms() -> list[MechanismInfo]:
-    """All registered mechanisms, sorted by name."""
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+def list_mechanisms(kind: Kind | None = None) -> list[MechanismInfo]:
+    """Registered mechanisms sorted by name, optionally only those of one kind."""
+    return [_REGISTRY[k] for k in sorted(_REGISTRY) if kind is None or _REGISTRY[k].kind == kind]
 
 
-def mechanism_table() -> str:
-    """A Markdown table of every registered mechanism, for ``attnlab attention list`` and the docs."""
+def mechanism_table(kind: Kind | None = None) -> str:
+    """A Markdown table of the registered mechanisms, for ``attnlab attention list`` and the docs."""
     rows = [
-        "| name | paper | complexity | mask | causal | causal only | cross | grid | patterns |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| name | kind | paper | complexity | mask | causal | causal only | cross | grid | patterns |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for info in list_mechanisms():
+    for info in list_mechanisms(kind):
         f = info.flags
         marks = ["✓" if f[k] else "" for k in f]
         rows.append(
-            f"| {info.name} | {info.paper} | {info.complexity} | "
+            f"| {info.name} | {info.kind} | {info.paper} | {info.complexity} | "
             + " | ".join(marks)
             + f" | {', '.join(info.patterns)} |"
         )

@@ -239,3 +239,102 @@ def test_custom_mixer_flags_are_enforced() -> None:
     mixer = Identity(4)
     with pytest.raises(ValueError, match="does not support `mask`"):
         mixer(torch.randn(1, 3, 4), mask=torch.ones(1, 3, dtype=torch.bool))
+
+
+SPATIAL_SIZES = (6, 4, 4)  # odd-ish sizes so windows, pooling and strides meet ragged edges
+
+
+def _feature_map(channels: int, dims: int, scale: int = 1) -> torch.Tensor:
+    size = tuple(s // scale for s in SPATIAL_SIZES[:dims])
+    return torch.randn(2, channels, *size, dtype=torch.float64, requires_grad=True)
+
+
+@pytest.mark.parametrize("info", list_mechanisms("spatial"), ids=lambda i: i.name)
+def test_registered_spatial_mixer_contract(info) -> None:
+    """Registry-driven: every SpatialMixer keeps (B, C, *S), backpropagates and names bad shapes."""
+    assert info.cls.supported_dims, f"{info.name} supports no spatial_dims"
+    for dims in info.cls.supported_dims:
+        mixer = info.cls(8, spatial_dims=dims, **dict(info.example_kwargs)).double()
+        x = _feature_map(8, dims)
+        out = mixer(x)
+        assert out.shape == x.shape and out.dtype == x.dtype
+        out.sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+        with pytest.raises(ValueError, match=r"expected x of shape \(B, 8"):
+            mixer(_feature_map(9, dims))
+        with pytest.raises(ValueError, match="spatial_dims"):
+            mixer(torch.randn(2, 8, *([4] * (dims + 1)), dtype=torch.float64))
+    unsupported = {1, 2, 3} - set(info.cls.supported_dims)
+    for dims in unsupported:
+        with pytest.raises(ValueError, match="spatial_dims"):
+            info.cls(8, spatial_dims=dims, **dict(info.example_kwargs))
+
+
+@pytest.mark.parametrize("info", list_mechanisms("gate"), ids=lambda i: i.name)
+def test_registered_attention_gate_contract(info) -> None:
+    """Registry-driven: every AttentionGate returns x's shape for a coarser g and names bad shapes."""
+    for dims in info.cls.supported_dims:
+        gate = info.cls(8, 6, spatial_dims=dims, **dict(info.example_kwargs)).double()
+        x, g = _feature_map(8, dims), _feature_map(6, dims, scale=2)
+        out = gate(x, g)
+        assert out.shape == x.shape and out.dtype == x.dtype
+        out.sum().backward()
+        assert torch.isfinite(x.grad).all() and torch.isfinite(g.grad).all()
+        with pytest.raises(ValueError, match=r"expected g of shape \(B, 6"):
+            gate(x, _feature_map(5, dims, scale=2))
+
+
+@pytest.mark.parametrize("info", list_mechanisms("module"), ids=lambda i: i.name)
+def test_registered_attention_module_runs(info) -> None:
+    """Registry-driven: multi-input attention modules run forward and backward on their example inputs."""
+    module = info.cls(**dict(info.example_kwargs)).double()
+    inputs = info.cls.example_inputs(2, torch.float64)
+    for t in inputs:
+        if t.is_floating_point():
+            t.requires_grad_(True)
+    out = module(*inputs)
+    outs = [out] if isinstance(out, torch.Tensor) else [o for o in out if isinstance(o, torch.Tensor)]
+    assert outs and all(torch.isfinite(o).all() for o in outs)
+    sum(o.sum() for o in outs).backward()
+    grads = [t.grad for t in inputs if t.is_floating_point()]
+    assert any(g is not None for g in grads) and all(torch.isfinite(g).all() for g in grads if g is not None)
+
+
+def test_backend_resolution_names_the_backend_and_reason() -> None:
+    from core.attention.backends import check_backend, resolve_backend
+
+    cpu = torch.device("cpu")
+    assert resolve_backend("X", "auto", ("sdpa", "flex"), cpu, needs_grad=True) == "sdpa"
+    assert resolve_backend("X", "auto", ("reference",), cpu, needs_grad=False) == "reference"
+    with pytest.raises(RuntimeError, match=r"X: backend='flex' is unavailable: .*backward on cpu"):
+        resolve_backend("X", "flex", ("sdpa", "flex"), cpu, needs_grad=True)
+    assert resolve_backend("X", "flex", ("sdpa", "flex"), cpu, needs_grad=False) == "flex"
+    with pytest.raises(ValueError, match="'natten'"):
+        check_backend("X", "natten", ("sdpa",))
+    try:
+        import natten  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match="natten package is not installed"):
+            resolve_backend("X", "natten", ("sdpa", "natten"), cpu, needs_grad=False)
+
+
+def test_spatial_and_gate_protocols_check_shapes() -> None:
+    from core.attention import AttentionGate, SpatialMixer
+
+    class Scale(SpatialMixer):
+        supported_dims = (2,)
+
+        def mix(self, x):
+            return 2 * x
+
+    class Pass(AttentionGate):
+        def gate(self, x, g):
+            return x
+
+    assert Scale(3)(torch.ones(1, 3, 2, 2)).eq(2).all()
+    with pytest.raises(ValueError, match=r"expected x of shape \(B, 3, H, W\) for spatial_dims=2"):
+        Scale(3)(torch.ones(1, 3, 2))
+    with pytest.raises(ValueError, match="spatial_dims must be one of"):
+        Scale(3, spatial_dims=3)
+    with pytest.raises(ValueError, match="batch size"):
+        Pass(2, 2)(torch.ones(1, 2, 4, 4), torch.ones(2, 2, 2, 2))
