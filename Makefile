@@ -44,6 +44,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 bench: $(STAMP)
+	$(PY) -m benchmarks.attention
 	$(PY) -m benchmarks.attention_mha
 	$(PY) -m benchmarks.tlob_throughput
 

@@ -6,6 +6,7 @@ Usage::
     attnlab fit --model.help LOBClassifier          # every option of a task, with its docstring
     attnlab fit --config X.yaml --print_config      # the fully resolved config
     attnlab attention list                          # the registered attention mechanisms
+    attnlab bench attention [--lengths ...]         # CAB-style benchmark of every mechanism
 
 Scaling goes through Lightning itself: ``--trainer.devices``, ``--trainer.num_nodes`` and
 ``--trainer.strategy`` (DDP, FSDP; SLURM is detected by Lightning's cluster environment).
@@ -143,6 +144,17 @@ def _attention_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def _bench_command(argv: Sequence[str]) -> int:
+    benches = ("attention",)
+    if not argv or argv[0] not in benches:
+        raise SystemExit(
+            f"usage: attnlab bench {{{','.join(benches)}}} [options]; see `attnlab bench attention -h`"
+        )
+    from benchmarks import attention
+
+    return attention.main(argv[1:])
+
+
 def main(args: Sequence[str] | None = None) -> AttnLabCLI | None:
     """Entry point of the ``attnlab`` console script.
 
@@ -155,6 +167,9 @@ def main(args: Sequence[str] | None = None) -> AttnLabCLI | None:
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] == "attention":
         _attention_command(argv[1:])
+        return None
+    if argv and argv[0] == "bench":
+        _bench_command(argv[1:])
         return None
     _import_domains()
     return AttnLabCLI(

@@ -118,6 +118,22 @@ class TokenMixer(nn.Module, metaclass=ABCMeta):
     ) -> Tensor:
         """Mix validated tokens. Subclasses implement this instead of ``forward``."""
 
+    def attention_flops(
+        self,
+        batch: int,
+        queries: int,
+        keys: int,
+        *,
+        is_causal: bool = False,
+        grid: Sequence[int] | None = None,
+    ) -> float | None:
+        """Useful forward FLOPs of the attention core (``QKᵀ`` and ``AV`` on the pairs actually attended).
+
+        The benchmark divides these by the time to report useful TFLOP/s, and compares them with dense
+        attention's for the FLOP-bound speedup. ``None`` means unknown; sparse mechanisms override this.
+        """
+        return None
+
     def extra_repr(self) -> str:
         """Show the dimension and the layer position in ``print(model)``."""
         return f"dim={self.dim}, layer_idx={self.layer_idx}, num_layers={self.num_layers}"

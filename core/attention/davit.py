@@ -135,8 +135,24 @@ class WindowAttention(HeadedAttention):
         out = window_reverse(merge_heads(out), w, hp, wp)[:, :height, :width]
         return self.proj_drop(self.proj(out.reshape(b, n, c)))
 
-    def extra_repr(self) -> str:
-        """Add the window size to the default representation."""
+    def attention_flops(
+        self,
+        batch: int,
+        queries: int,
+        keys: int,
+        *,
+        is_causal: bool = False,
+        grid: Sequence[int] | None = None,
+    ) -> float | None:
+        """Each real token attends the real tokens of its window (padding excluded)."""
+        if grid is None:
+            return None
+        height, width = check_grid_2d(grid, queries, "WindowAttention")
+        w = self.window_size
+        rows = [min(w, height - i) for i in range(0, height, w)]
+        cols = [min(w, width - j) for j in range(0, width, w)]
+        pairs = sum((r * c) ** 2 for r in rows for c in cols)
+        return 4.0 * batch * pairs * self.dim
         return f"{super().extra_repr()}, window_size={self.window_size}"
 
 

@@ -15,12 +15,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["causal_mask", "reference_attention", "sdpa"]
+__all__ = ["causal_mask", "dense_attention_flops", "reference_attention", "sdpa"]
 
 
 def causal_mask(q_len: int, kv_len: int, device: torch.device | None = None) -> Tensor:
     """Top-left aligned causal mask ``(N, M)``: query ``i`` may attend key ``j`` iff ``j <= i``."""
     return torch.ones(q_len, kv_len, dtype=torch.bool, device=device).tril()
+
+
+def dense_attention_flops(batch: int, queries: int, keys: int, dim: int, is_causal: bool = False) -> float:
+    """FLOPs of ``QKᵀ`` and ``AV`` (2 multiply-adds each per attended pair and channel) for dense attention.
+
+    Causal attention (top-left aligned) visits ``Σ_i min(i + 1, M)`` pairs instead of ``N · M``.
+    """
+    if is_causal:
+        pairs = sum(min(i + 1, keys) for i in range(queries))
+    else:
+        pairs = queries * keys
+    return 4.0 * batch * pairs * dim
 
 
 def _combine(

@@ -13,7 +13,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from core.attention.base import TokenMixer, normalize_mask
-from core.attention.functional import reference_attention, sdpa
+from core.attention.functional import dense_attention_flops, reference_attention, sdpa
 from core.attention.registry import register_mechanism
 
 __all__ = ["HeadedAttention", "MultiHeadAttention", "attend", "merge_heads", "split_heads"]
@@ -101,6 +101,18 @@ class HeadedAttention(TokenMixer):
         dropout_p = self.attn_drop if self.training else 0.0
         out = attend(q, k, v, mask=mask, is_causal=is_causal, dropout_p=dropout_p, backend=self.backend)
         return self.proj_drop(self.proj(merge_heads(out)))
+
+    def attention_flops(
+        self,
+        batch: int,
+        queries: int,
+        keys: int,
+        *,
+        is_causal: bool = False,
+        grid: Sequence[int] | None = None,
+    ) -> float | None:
+        """Dense attention FLOPs: every query against every (causally visible) key."""
+        return dense_attention_flops(batch, queries, keys, self.dim, is_causal)
 
     def extra_repr(self) -> str:
         """Add heads and backend to the default representation."""

@@ -1,0 +1,394 @@
+"""CAB-style benchmark of every registered attention mechanism, against dense SDPA in the same run.
+
+Follows the taxonomy of CAB (Zhang et al., "CAB: Comprehensive Attention Benchmarking on Long Sequence
+Modeling", ICML 2023): each mechanism is timed on every pattern it supports — non-causal self, causal
+self, non-causal cross, causal cross — over a range of sequence lengths N at fixed batch, width and
+heads. Feature-map mechanisms (``SpatialMixer``) run on a square ``(B, C, √N, √N)`` map under the pattern
+``spatial``; mechanisms that need a grid get the square grid ``(√N, √N)``.
+
+For each (mechanism, pattern, N) it reports the median forward and forward+backward time, the peak
+memory of a forward+backward step (CUDA: ``max_memory_allocated``; Linux CPU: the peak resident set,
+reset through ``/proc/self/clear_refs``), and the ratio to dense SDPA (``MultiHeadAttention`` or
+``CrossAttention``) measured on the same inputs in the same process: ``speedup = t_dense / t``. On CUDA it
+adds useful TFLOP/s (the mechanism's sparsity-aware FLOPs, from ``attention_flops``) and the FLOP-bound
+speedup ``flops_dense / flops``. Per mechanism and pattern it fits the growth exponent ``a`` of
+``t ∝ N^a`` (least squares on log-log), ~1 for linear mechanisms and ~2 for dense attention at large N.
+
+Output: a Markdown table (stdout and ``<out>/attention.md``), a PNG of time and memory against N
+(``<out>/attention.png``) and the raw rows (``<out>/attention.json``).
+
+Run: ``python -m benchmarks.attention`` or ``attnlab bench attention`` (``--help`` for options).
+"""
+
+import argparse
+import ctypes
+import inspect
+import json
+import math
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.attention import CrossAttention, MultiHeadAttention, TokenMixer, list_mechanisms
+from core.attention.registry import MechanismInfo
+
+__all__ = ["BenchRow", "fit_exponent", "main", "run"]
+
+SELF_PATTERNS = ("noncausal_self", "causal_self")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class BenchRow:
+    """One measurement: a mechanism on one pattern at one length."""
+
+    mechanism: str
+    pattern: str
+    n: int
+    fwd_ms: float | None
+    fwdbwd_ms: float | None
+    peak_mib: float | None
+    speedup_fwd: float | None = None
+    speedup_fwdbwd: float | None = None
+    tflops_fwd: float | None = None
+    flop_bound: float | None = None
+    note: str = ""
+
+
+def fit_exponent(ns: Sequence[int], values: Sequence[float]) -> float | None:
+    """Least-squares slope of ``log(value)`` against ``log(N)``: the ``a`` in ``value ∝ N^a``."""
+    pts = [(math.log(n), math.log(v)) for n, v in zip(ns, values, strict=True) if v and v > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    var = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / var if var else None
+
+
+class _PeakMemory:
+    """Peak memory of a callable: CUDA allocator stats, or Linux peak RSS (``None`` elsewhere)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._libc = None
+        if device.type == "cpu" and Path("/proc/self/clear_refs").exists():
+            try:
+                self._libc = ctypes.CDLL("libc.so.6")
+            except OSError:
+                self._libc = None
+
+    def __call__(self, fn: Callable[[], None]) -> float | None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            base = torch.cuda.memory_allocated(self.device)
+            fn()
+            torch.cuda.synchronize(self.device)
+            return (torch.cuda.max_memory_allocated(self.device) - base) / 2**20
+        if self._libc is None:
+            fn()
+            return None
+        self._libc.malloc_trim(0)
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            fn()
+            return None
+        base = self._status("VmRSS")
+        fn()
+        return max(self._status("VmHWM") - base, 0) / 2**20
+
+    @staticmethod
+    def _status(key: str) -> int:
+        match = re.search(rf"{key}:\s+(\d+) kB", Path("/proc/self/status").read_text())
+        return int(match.group(1)) * 1024 if match else 0
+
+
+def _median_ms(
+    fn: Callable[[], None], device: torch.device, repeats: int, warmup: int, min_total_ms: float = 200.0
+) -> float:
+    """Median wall time of ``fn`` over at least ``repeats`` calls and ``min_total_ms`` (at most 50 calls)."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < min_total_ms and len(times) < 50):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def _square_grid(n: int) -> tuple[int, int]:
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"grid mechanisms need square N; {n} is not a square (use powers of 4)")
+    return side, side
+
+
+def _build(info: MechanismInfo, dim: int, args: argparse.Namespace) -> nn.Module:
+    kwargs = dict(args.kwargs.get(info.name, {}))
+    if "num_heads" in inspect.signature(info.cls.__init__).parameters:
+        kwargs.setdefault("num_heads", args.heads)  # same heads as the dense reference: a fair ratio
+    if info.kind == "spatial":
+        return info.cls(dim, spatial_dims=2, **kwargs)
+    return info.cls(dim, **kwargs)
+
+
+def _dense(pattern: str, dim: int, heads: int) -> TokenMixer:
+    if pattern.endswith("cross"):
+        return CrossAttention(dim, num_heads=heads)
+    return MultiHeadAttention(dim, num_heads=heads)
+
+
+def _make_step(
+    module: nn.Module, info_kind: str, pattern: str, n: int, m: int, args: argparse.Namespace, backward: bool
+) -> tuple[Callable[[], None], dict]:
+    device, dtype, b, c = args.device_, args.dtype_, args.batch, args.dim
+    causal = pattern.startswith("causal")
+    if info_kind == "spatial":
+        h, w = _square_grid(n)
+        x = torch.randn(b, c, h, w, device=device, dtype=dtype, requires_grad=backward)
+        kwargs: dict = {}
+    else:
+        x = torch.randn(b, n, c, device=device, dtype=dtype, requires_grad=backward)
+        kwargs = {"is_causal": causal} if causal else {}
+        if pattern.endswith("cross"):
+            kwargs["context"] = torch.randn(b, m, c, device=device, dtype=dtype)
+        if getattr(module, "needs_grid", False):
+            kwargs["grid"] = _square_grid(n)
+
+    def run() -> None:
+        if backward:
+            module.zero_grad(set_to_none=True)
+            x.grad = None
+            module(x, **kwargs).float().sum().backward()
+        else:
+            with torch.no_grad():
+                module(x, **kwargs)
+
+    return run, kwargs
+
+
+def _measure(module: nn.Module, kind: str, pattern: str, n: int, args: argparse.Namespace) -> tuple:
+    m = n  # cross patterns use a context as long as the queries
+    fwd, _ = _make_step(module, kind, pattern, n, m, args, backward=False)
+    t_fwd = _median_ms(fwd, args.device_, args.repeats, args.warmup)
+    if args.forward_only:
+        return t_fwd, None, None
+    step, _ = _make_step(module, kind, pattern, n, m, args, backward=True)
+    t_bwd = _median_ms(step, args.device_, args.repeats, args.warmup)
+    peak = args.peak_(step)
+    return t_fwd, t_bwd, peak
+
+
+def _flops(module: nn.Module, pattern: str, n: int, args: argparse.Namespace) -> float | None:
+    method = getattr(module, "attention_flops", None)
+    if method is None:
+        return None
+    grid = _square_grid(n) if getattr(module, "needs_grid", False) else None
+    return method(args.batch, n, n, is_causal=pattern.startswith("causal"), grid=grid)
+
+
+def run(args: argparse.Namespace) -> list[BenchRow]:
+    """Run the sweep described by parsed ``args`` and return one row per measurement."""
+    torch.manual_seed(0)
+    rows: list[BenchRow] = []
+    infos = [i for i in list_mechanisms() if i.kind in ("token", "spatial")]
+    if args.mechanisms:
+        known = {i.name for i in infos}
+        unknown = sorted(set(args.mechanisms) - known)
+        if unknown:
+            raise SystemExit(f"unknown or unbenchmarkable mechanisms {unknown}; choose from {sorted(known)}")
+        infos = [i for i in infos if i.name in args.mechanisms]
+    dense_cache: dict[tuple[str, int], tuple] = {}
+    for info in infos:
+        patterns = [p for p in info.patterns if not args.patterns or p in args.patterns]
+        for pattern in patterns:
+            too_slow = False
+            for n in args.lengths:
+                if too_slow:
+                    rows.append(BenchRow(info.name, pattern, n, None, None, None, note="skipped: too slow"))
+                    continue
+                dense_pattern = "noncausal_self" if pattern == "spatial" else pattern
+                try:
+                    module = _build(info, args.dim, args).to(args.device_, args.dtype_)
+                    t_fwd, t_bwd, peak = _measure(module, info.kind, pattern, n, args)
+                except (RuntimeError, ValueError) as err:  # a mechanism that cannot run this size
+                    rows.append(BenchRow(info.name, pattern, n, None, None, None, note=str(err)[:80]))
+                    continue
+                key = (dense_pattern, n)
+                if key not in dense_cache:
+                    dense = _dense(dense_pattern, args.dim, args.heads).to(args.device_, args.dtype_)
+                    dense_cache[key] = (*_measure(dense, "token", dense_pattern, n, args), dense)
+                d_fwd, d_bwd, _, dense = dense_cache[key]
+                row = BenchRow(info.name, pattern, n, t_fwd, t_bwd, peak)
+                row.speedup_fwd = d_fwd / t_fwd
+                row.speedup_fwdbwd = d_bwd / t_bwd if t_bwd and d_bwd else None
+                flops = _flops(module, pattern, n, args)
+                dense_flops = _flops(dense, dense_pattern, n, args)
+                if flops:
+                    if args.device_.type == "cuda":
+                        row.tflops_fwd = flops / (t_fwd * 1e-3) / 1e12
+                    row.flop_bound = dense_flops / flops if dense_flops else None
+                rows.append(row)
+                if (t_bwd or t_fwd) > args.max_ms:
+                    too_slow = True
+                print(_format_row(row), file=sys.stderr, flush=True)
+    return rows
+
+
+def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _format_row(r: BenchRow) -> str:
+    return (
+        f"| {r.mechanism} | {r.pattern} | {r.n} | {_fmt(r.fwd_ms)} | {_fmt(r.fwdbwd_ms)} | "
+        f"{_fmt(r.peak_mib, '.1f')} | {_fmt(r.speedup_fwd, '.2f', '×')} | "
+        f"{_fmt(r.speedup_fwdbwd, '.2f', '×')} | "
+        f"{_fmt(r.tflops_fwd, '.1f')} | {_fmt(r.flop_bound, '.1f', '×')} | {r.note} |"
+    )
+
+
+def exponents(rows: Sequence[BenchRow]) -> dict[tuple[str, str], tuple[float | None, float | None]]:
+    """Fitted growth exponents of forward+backward (or forward) time and of memory per mechanism/pattern."""
+    groups: dict[tuple[str, str], list[BenchRow]] = {}
+    for r in rows:
+        groups.setdefault((r.mechanism, r.pattern), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        ok = [r for r in rs if r.fwd_ms is not None]
+        times = [r.fwdbwd_ms if r.fwdbwd_ms is not None else r.fwd_ms for r in ok]
+        t_exp = fit_exponent([r.n for r in ok], times) if ok else None
+        mem = [r for r in ok if r.peak_mib]
+        m_exp = fit_exponent([r.n for r in mem], [r.peak_mib for r in mem]) if len(mem) > 1 else None
+        out[key] = (t_exp, m_exp)
+    return out
+
+
+def markdown(rows: Sequence[BenchRow], header: str) -> str:
+    """The Markdown report: the per-length table, then the fitted exponents."""
+    lines = [
+        header,
+        "",
+        "| mechanism | pattern | N | fwd ms | fwd+bwd ms | peak MiB | speedup fwd | speedup fwd+bwd "
+        "| useful TFLOP/s | FLOP bound | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [_format_row(r) for r in rows]
+    lines += ["", "Growth exponents a in t ∝ N^a (time: fwd+bwd, or fwd with --forward-only):", ""]
+    lines += ["| mechanism | pattern | time exponent | memory exponent |", "|---|---|---|---|"]
+    for (mech, pattern), (t_exp, m_exp) in sorted(exponents(rows).items()):
+        lines.append(f"| {mech} | {pattern} | {_fmt(t_exp)} | {_fmt(m_exp)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: Sequence[BenchRow], path: Path, title: str) -> None:
+    """Time and memory against N on log-log axes, one line per mechanism and pattern."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(14, 6))
+    groups: dict[tuple[str, str], list[BenchRow]] = {}
+    for r in rows:
+        if r.fwd_ms is not None:
+            groups.setdefault((r.mechanism, r.pattern), []).append(r)
+    for (mech, pattern), rs in sorted(groups.items()):
+        label = f"{mech} ({pattern})"
+        ax_t.plot([r.n for r in rs], [r.fwdbwd_ms or r.fwd_ms for r in rs], marker="o", label=label)
+        mem = [r for r in rs if r.peak_mib]
+        if mem:
+            ax_m.plot([r.n for r in mem], [r.peak_mib for r in mem], marker="o", label=label)
+    for ax, ylabel in ((ax_t, "time per step (ms)"), (ax_m, "peak memory (MiB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("tokens N")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_t.legend(fontsize=6, ncol=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (shared by ``python -m benchmarks.attention`` and ``attnlab bench``)."""
+    parser = argparse.ArgumentParser(
+        prog="attnlab bench attention", description=(__doc__ or "").split("\n\n")[0]
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--batch", type=int, default=1, help="batch size B")
+    parser.add_argument("--dim", type=int, default=64, help="channels C (dense SDPA uses C / heads per head)")
+    parser.add_argument(
+        "--heads",
+        type=int,
+        default=4,
+        help="heads of the dense reference and of every mechanism with num_heads",
+    )
+    parser.add_argument(
+        "--lengths", type=int, nargs="+", default=[256, 1024, 4096], help="token counts N (squares for grids)"
+    )
+    parser.add_argument("--mechanisms", nargs="*", default=None, help="registry names (default: all)")
+    parser.add_argument("--patterns", nargs="*", default=None, help="CAB patterns to keep (default: all)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up calls")
+    parser.add_argument("--forward-only", action="store_true", help="skip forward+backward and memory")
+    parser.add_argument(
+        "--max-ms", type=float, default=3000.0, help="skip larger N for a mechanism once a step exceeds this"
+    )
+    parser.add_argument(
+        "--kwargs",
+        type=json.loads,
+        default={},
+        help='constructor kwargs per mechanism as JSON, e.g. \'{"WindowAttention": {"window_size": 8}}\'',
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/attention"), help="output folder")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse options, run the sweep, write the table, JSON and plot; return the exit status."""
+    args = build_parser().parse_args(argv)
+    args.device_ = torch.device(args.device)
+    args.dtype_ = DTYPES[args.dtype]
+    torch.set_num_threads(args.threads)
+    args.peak_ = _PeakMemory(args.device_)
+    if args.device_.type == "cuda":
+        device_name = torch.cuda.get_device_name(args.device_)
+    else:
+        device_name = f"CPU, {args.threads} threads"
+    header = (
+        f"# Attention benchmark: B={args.batch}, C={args.dim}, dense reference heads={args.heads}, "
+        f"{args.dtype}, {device_name}, torch {torch.__version__}"
+    )
+    print(header, file=sys.stderr)
+    rows = run(args)
+    report = markdown(rows, header)
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "attention.md").write_text(report)
+    (args.out / "attention.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    plot(rows, args.out / "attention.png", header.lstrip("# "))
+    print(f"wrote {args.out / 'attention.md'}, attention.json and attention.png", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
