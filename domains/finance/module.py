@@ -24,7 +24,7 @@ from torchmetrics.classification import (
     MulticlassMatthewsCorrCoef,
 )
 
-from core.attention import AttentionFactory
+from core.attention import AttentionFactory, SpatialMixerFactory
 from core.training import BaseTask
 from core.training.base_task import children_except_head
 from core.training.plots import close, confusion_matrix_figure
@@ -49,7 +49,10 @@ class LOBClassifier(BaseTask):
         attention: Attention factory for TLOB's temporal and feature attention (any registered
             mechanism, e.g. ``--model.attention=MultiHeadAttention --model.attention.num_heads=2``).
             Default (None): :class:`~core.attention.MultiHeadAttention` with ``num_heads`` heads.
-            Only TLOB has attention; giving it for another model is an error.
+            Only TLOB has token attention; giving it for another model is an error.
+        spatial_attention: Feature-map attention (:class:`~core.attention.SpatialMixer` factory, e.g.
+            ``--model.spatial_attention=CBAM``) inserted after each of DeepLOB's convolution blocks.
+            Default (None): the paper's DeepLOB. For ``deeplob`` only.
         hidden_dim: Width of TLOB / MLPLOB after the input projection (honoured, unlike the official
             TLOB code, which forces it to the number of features).
         num_layers: Dual-attention pairs (TLOB, default 4) or mixer layers (MLPLOB, default 3).
@@ -72,6 +75,7 @@ class LOBClassifier(BaseTask):
         self,
         model: ModelName = "tlob",
         attention: AttentionFactory | None = None,
+        spatial_attention: SpatialMixerFactory | None = None,
         hidden_dim: int = 40,
         num_layers: int | None = None,
         num_heads: int = 1,
@@ -85,6 +89,7 @@ class LOBClassifier(BaseTask):
         pretrained: str | None = None,
     ) -> None:
         self.attention = attention
+        self.spatial_attention = spatial_attention
         super().__init__(pretrained=pretrained)
 
     def configure_models(self) -> None:
@@ -99,6 +104,11 @@ class LOBClassifier(BaseTask):
         if self.attention is not None and hp.model != "tlob":
             raise ValueError(
                 f"LOBClassifier: model={hp.model!r} has no attention; `attention` is for tlob only"
+            )
+        if self.spatial_attention is not None and hp.model != "deeplob":
+            raise ValueError(
+                f"LOBClassifier: model={hp.model!r} has no feature maps; "
+                "`spatial_attention` is for deeplob only"
             )
         common = {"num_horizons": len(hp.horizons), "num_classes": self.num_classes}
         match hp.model:
@@ -124,7 +134,12 @@ class LOBClassifier(BaseTask):
                 )
             case "deeplob":
                 lob = hp.num_lob_features or hp.num_features
-                self.network = DeepLOB(num_lob_features=lob, seq_len=hp.seq_len, **common)
+                self.network = DeepLOB(
+                    num_lob_features=lob,
+                    seq_len=hp.seq_len,
+                    spatial_attention=self.spatial_attention,
+                    **common,
+                )
             case "logreg":
                 self.network = LogisticRegressionLOB(
                     num_features=hp.num_features, seq_len=hp.seq_len, **common
