@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 
 from core.attention.axis import AxisAttention
+from core.attention.axis_decomposed import AxisDecomposedAttention
 from core.attention.backends import BACKENDS, Backend, resolve_backend
 from core.attention.base import (
     AttentionFactory,
@@ -21,13 +22,32 @@ from core.attention.base import (
     TokenMixer,
     check_grid,
     check_grid_2d,
+    grid_2d,
     invert_mask,
     normalize_mask,
 )
+from core.attention.bcaf import ParentChildCrossAttention, SpectralSE
+from core.attention.biformer import BiLevelRoutingAttention
+from core.attention.care import CAREAttention, linear_attention
+from core.attention.caswit import CrossScaleFusion
+from core.attention.channel_gates import CBAM, ECA, SpatialGate, SqueezeExcitation
 from core.attention.cross import CrossAttention
+from core.attention.danet import ChannelAttention, DualAttention, PositionAttention
 from core.attention.davit import ChannelGroupAttention, WindowAttention
+from core.attention.dcal import GlobalLocalCrossAttention, PairwiseCrossAttention, attention_rollout
+from core.attention.dualtoken import DualTokenAttention
 from core.attention.functional import causal_mask, reference_attention, sdpa
+from core.attention.gates import AdditiveAttentionGate, ConcatAttentionGate
+from core.attention.large_kernel import SDLSKA
+from core.attention.layer_attention import LayerAttention
+from core.attention.ltx import LTXCrossModalAttention
+from core.attention.lwga import LWGA
+from core.attention.masks import batch_mask, scene_mask, segment_conditional_mask
+from core.attention.medusa import MedusaAttention
 from core.attention.mha import MultiHeadAttention
+from core.attention.neighborhood import NeighborhoodAttention
+from core.attention.overlock import ContMix
+from core.attention.perceiver import PerceiverCrossAttention
 from core.attention.registry import (
     MechanismInfo,
     get_mechanism,
@@ -35,34 +55,78 @@ from core.attention.registry import (
     mechanism_table,
     register_mechanism,
 )
+from core.attention.rope import apply_rope
+from core.attention.ultragen import (
+    UltraGenAttention,
+    UltraGenGlobalAttention,
+    UltraGenHierarchicalAttention,
+    UltraGenLocalAttention,
+)
 
 __all__ = [
     "BACKENDS",
+    "CBAM",
+    "ECA",
+    "LWGA",
+    "SDLSKA",
+    "AdditiveAttentionGate",
     "AttentionFactory",
     "AttentionGate",
     "AttentionGateFactory",
     "AxisAttention",
+    "AxisDecomposedAttention",
     "Backend",
+    "BiLevelRoutingAttention",
+    "CAREAttention",
+    "ChannelAttention",
     "ChannelGroupAttention",
+    "ConcatAttentionGate",
+    "ContMix",
     "CrossAttention",
+    "CrossScaleFusion",
+    "DualAttention",
+    "DualTokenAttention",
+    "GlobalLocalCrossAttention",
+    "LTXCrossModalAttention",
+    "LayerAttention",
     "MechanismInfo",
+    "MedusaAttention",
     "MultiHeadAttention",
+    "NeighborhoodAttention",
+    "PairwiseCrossAttention",
+    "ParentChildCrossAttention",
+    "PerceiverCrossAttention",
+    "PositionAttention",
+    "SpatialGate",
     "SpatialMixer",
     "SpatialMixerFactory",
+    "SpectralSE",
+    "SqueezeExcitation",
     "TokenMixer",
+    "UltraGenAttention",
+    "UltraGenGlobalAttention",
+    "UltraGenHierarchicalAttention",
+    "UltraGenLocalAttention",
     "WindowAttention",
+    "apply_rope",
+    "attention_rollout",
+    "batch_mask",
     "causal_mask",
     "check_grid",
     "check_grid_2d",
     "get_mechanism",
+    "grid_2d",
     "invert_mask",
+    "linear_attention",
     "list_mechanisms",
     "mechanism_table",
     "normalize_mask",
     "reference_attention",
     "register_mechanism",
     "resolve_backend",
+    "scene_mask",
     "sdpa",
+    "segment_conditional_mask",
 ]
 
 for _module in pkgutil.iter_modules(__path__):

@@ -44,6 +44,7 @@ __all__ = [
     "TokenMixer",
     "check_grid",
     "check_grid_2d",
+    "grid_2d",
     "invert_mask",
     "normalize_mask",
 ]
@@ -317,6 +318,25 @@ def check_grid_2d(grid: Sequence[int], num_tokens: int, owner: str = "attention"
     sizes = check_grid(grid, num_tokens, owner)
     if len(sizes) != 2:
         raise ValueError(f"{owner}: grid must be (H, W), got {sizes}")
+    return sizes[0], sizes[1]
+
+
+def grid_2d(grid: Sequence[int] | None, num_tokens: int, owner: str = "attention") -> tuple[int, int]:
+    """``(H, W)`` for a 2-D grid and ``(1, N)`` for no grid or a 1-D grid ``(N,)``.
+
+    For 2-D mechanisms (convolutions, windows, regions) that also run on plain sequences, which they
+    treat as a one-row image.
+
+    Raises:
+        ValueError: For a 3-D grid, or a grid that does not hold ``num_tokens`` tokens.
+    """
+    if grid is None:
+        return 1, num_tokens
+    sizes = check_grid(grid, num_tokens, owner)
+    if len(sizes) == 1:
+        return 1, sizes[0]
+    if len(sizes) != 2:
+        raise ValueError(f"{owner}: grid must be (H, W), (N,) or None for a sequence, got {sizes}")
     return sizes[0], sizes[1]
 
 

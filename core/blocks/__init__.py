@@ -1,7 +1,23 @@
-"""Reusable building blocks (MLPs, positional encodings, DaViT blocks) shared by domain models."""
+"""Reusable building blocks shared by domain models: MLPs, positions, blocks taking attention factories."""
 
+from core.blocks.bcaf import BCAFBlock
 from core.blocks.davit import ChannelBlock, ConvPosEnc, DualAttentionBlock, SpatialBlock
 from core.blocks.mlp import Mlp
+from core.blocks.perceiver import LatentLayer, PerceiverBlock
 from core.blocks.positional import sinusoidal_positions
+from core.blocks.ultragen import TimestepGate, UltraGenBlock, timestep_embedding
 
-__all__ = ["ChannelBlock", "ConvPosEnc", "DualAttentionBlock", "Mlp", "SpatialBlock", "sinusoidal_positions"]
+__all__ = [
+    "BCAFBlock",
+    "ChannelBlock",
+    "ConvPosEnc",
+    "DualAttentionBlock",
+    "LatentLayer",
+    "Mlp",
+    "PerceiverBlock",
+    "SpatialBlock",
+    "TimestepGate",
+    "UltraGenBlock",
+    "sinusoidal_positions",
+    "timestep_embedding",
+]

@@ -19,8 +19,8 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from core.attention import AttentionFactory, ChannelGroupAttention, WindowAttention
-from core.attention.base import check_grid_2d
+from core.attention.base import AttentionFactory, check_grid_2d
+from core.attention.davit import ChannelGroupAttention, WindowAttention
 from core.blocks.mlp import Mlp
 
 __all__ = ["ChannelBlock", "ConvPosEnc", "DualAttentionBlock", "SpatialBlock"]

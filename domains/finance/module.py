@@ -51,7 +51,7 @@ class LOBClassifier(BaseTask):
             Default (None): :class:`~core.attention.MultiHeadAttention` with ``num_heads`` heads.
             Only TLOB has token attention; giving it for another model is an error.
         spatial_attention: Feature-map attention (:class:`~core.attention.SpatialMixer` factory, e.g.
-            ``--model.spatial_attention=CBAM``) inserted after each of DeepLOB's convolution blocks.
+            ``--model.spatial_attention=CBAM``) inserted after DeepLOB's first two convolution blocks.
             Default (None): the paper's DeepLOB. For ``deeplob`` only.
         hidden_dim: Width of TLOB / MLPLOB after the input projection (honoured, unlike the official
             TLOB code, which forces it to the number of features).

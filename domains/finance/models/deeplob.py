@@ -64,7 +64,8 @@ class DeepLOB(nn.Module):
         inception_channels: Channels of each inception branch (64).
         lstm_hidden: Hidden size of the LSTM (64).
         spatial_attention: Optional :class:`~core.attention.SpatialMixer` factory applied to the
-            ``(B, conv_channels, T', W')`` map after each of the three convolution blocks, e.g.
+            ``(B, conv_channels, T', W')`` map after the first two convolution blocks (the third collapses
+            the levels to width 1), e.g.
             ``--model.spatial_attention=CBAM`` or ``PositionAttention``. Not part of DeepLOB (default
             None = the paper's network); it lets the feature-map attentions of ``core.attention`` be
             compared on order books.
@@ -115,9 +116,9 @@ class DeepLOB(nn.Module):
         self.block2 = block(c, 2, 2, nn.Tanh)
         self.block3 = block(c, num_lob_features // 4, 1, _leaky)
         if spatial_attention is None:
-            self.attention = nn.ModuleList([nn.Identity() for _ in range(3)])
+            self.attention = nn.ModuleList([nn.Identity() for _ in range(2)])
         else:
-            self.attention = nn.ModuleList([spatial_attention(c, spatial_dims=2) for _ in range(3)])
+            self.attention = nn.ModuleList([spatial_attention(c, spatial_dims=2) for _ in range(2)])
         self.branch3 = nn.Sequential(
             *_conv(c, ic, (1, 1), _leaky()), *_conv(ic, ic, (3, 1), _leaky(), padding=(1, 0))
         )
@@ -145,8 +146,9 @@ class DeepLOB(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         h = x[..., : self.num_lob_features].unsqueeze(1)  # (B, 1, T, W)
-        for block, attention in zip((self.block1, self.block2, self.block3), self.attention, strict=True):
-            h = attention(block(h))  # ends at (B, C, T - 18, 1)
+        for block, attention in zip((self.block1, self.block2), self.attention, strict=True):
+            h = attention(block(h))
+        h = self.block3(h)  # (B, C, T - 18, 1)
         h = torch.cat([self.branch3(h), self.branch5(h), self.branch_pool(h)], dim=1)
         out, _ = self.lstm(h.squeeze(-1).transpose(1, 2))  # (B, T - 18, 3·ic)
         logits = self.head(out[:, -1])

@@ -1,0 +1,196 @@
+"""Neighbourhood attention forward speed on a GPU: dense SDPA vs our Flex (row-major / tiled), NATTEN.
+
+Two problems, bf16, forward only (``torch.no_grad``), CUDA-event timing (median after warm-up, which
+also absorbs ``torch.compile`` and block-mask creation):
+
+* 2-D NA: 128×128 tokens, 15×15 window, B=1, 16 heads, head dim 128.
+* 1-D causal sliding window: N=16384, window 512, B=2, 16 heads, head dim 64 (1-D NA with
+  ``causal=True``).
+
+"Useful" FLOPs count only the attended pairs: ``4 · N · window · D · heads · B`` (QKᵀ and PV, 2 FLOPs a
+multiply-add), so a dense kernel that computes all N² pairs gets a low useful rate. Goals (from the
+issue): 2-D NA ≥ 100 useful TFLOP/s and ≥ 4× the row-major Flex mask's 22.7 TFLOP/s; 1-D sliding
+window ≥ 215 useful TFLOP/s. On CUDA the script prints PASS/FAIL for each goal.
+
+Run: ``python -m benchmarks.neighborhood_gpu`` (GPU) or ``python -m benchmarks.neighborhood_gpu --smoke``
+(tiny sizes, runs on CPU in fp32 to check the script itself).
+"""
+
+import argparse
+import importlib.util
+import math
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from core.attention.functional import sdpa
+from core.attention.neighborhood import NAGeometry, na_geometry, neighborhood_attention
+
+ROW_MAJOR_FLEX_TFLOPS = 22.7  # the issue's measurement of a row-major Flex NA mask (2-D problem)
+GOAL_2D_TFLOPS = 100.0
+GOAL_2D_SPEEDUP = 4.0
+GOAL_1D_TFLOPS = 215.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark problem: tokens on ``grid``, a window of ``kernel`` per axis."""
+
+    name: str
+    grid: tuple[int, ...]
+    kernel: int
+    causal: bool
+    batch: int
+    heads: int
+    head_dim: int
+
+    @property
+    def window(self) -> int:
+        """Keys per query."""
+        return self.kernel ** len(self.grid)
+
+    def useful_flops(self) -> float:
+        """``4 · N · window · D · heads · B``."""
+        return 4.0 * math.prod(self.grid) * self.window * self.head_dim * self.heads * self.batch
+
+
+def _time_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _paths(problem: Problem, geom: NAGeometry, device: torch.device) -> dict[str, Callable]:
+    """The contenders, each a function of ``(q, k, v)`` in ``(B, heads, N, D)``."""
+
+    def dense(q, k, v):
+        return sdpa(q, k, v, is_causal=problem.causal)
+
+    def ours(backend: str, **kw):
+        return lambda q, k, v: neighborhood_attention(q, k, v, geom, backend=backend, **kw)
+
+    paths = {
+        "dense SDPA (all pairs)": dense,
+        "flex row-major": ours("flex", flex_layout="row_major"),
+        "flex tiled (block 64)": ours("flex", flex_layout="tiled", flex_block_size=64),
+        "flex tiled (block 128)": ours("flex", flex_layout="tiled", flex_block_size=128),
+        "sdpa blocked (ours, CPU path)": ours("sdpa"),
+    }
+    if len(problem.grid) == 1:
+        # 1-D tokens are already contiguous: tiled == row-major.
+        del paths["flex tiled (block 64)"], paths["flex tiled (block 128)"]
+        paths["flex (block 64)"] = ours("flex", flex_layout="row_major", flex_block_size=64)
+    if device.type == "cuda" and importlib.util.find_spec("natten") is not None:
+        paths["natten"] = ours("natten")
+    return paths
+
+
+def run_problem(problem: Problem, device: torch.device, dtype: torch.dtype, repeats: int, warmup: int):
+    """Time every path on one problem; returns ``{path: (ms, useful TFLOP/s, dense_ms / ms)}``."""
+    geom = na_geometry(problem.grid, problem.kernel, causal=problem.causal)
+    n = math.prod(problem.grid)
+    shape = (problem.batch, problem.heads, n, problem.head_dim)
+    q, k, v = (torch.randn(shape, device=device, dtype=dtype) for _ in range(3))
+    results: dict[str, tuple[float, float, float]] = {}
+    dense_ms = None
+    for name, fn in _paths(problem, geom, device).items():
+        try:
+            with torch.no_grad():
+                ms = _time_ms(lambda fn=fn: fn(q, k, v), device, repeats, warmup)
+        except Exception as err:  # a missing kernel must not hide the other rows
+            print(f"<!-- {problem.name} / {name} failed: {type(err).__name__}: {err} -->")
+            continue
+        dense_ms = ms if dense_ms is None else dense_ms
+        results[name] = (ms, problem.useful_flops() / (ms * 1e-3) / 1e12, dense_ms / ms)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse options, run both problems, print a Markdown table and the goal verdicts."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (runs on CPU)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type != "cuda":  # eager Flex on CPU warns on every shape that it is not compiled
+        warnings.filterwarnings("ignore", category=UserWarning)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if args.smoke:
+        problems = [
+            Problem("2-D NA", (8, 16), 3, False, 1, 2, 16),
+            Problem("1-D sliding window", (64,), 8, True, 1, 2, 16),
+        ]
+        args.repeats, args.warmup = min(args.repeats, 2), min(args.warmup, 1)
+    else:
+        problems = [
+            Problem("2-D NA", (128, 128), 15, False, 1, 16, 128),
+            Problem("1-D sliding window", (16384,), 512, True, 2, 16, 64),
+        ]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    precision = str(dtype).removeprefix("torch.")
+    print(f"# Neighbourhood attention forward, {precision}, {name}, torch {torch.__version__}")
+    print("| problem | (B, heads, N, D) | window | path | median ms | useful TFLOP/s | vs dense |")
+    print("|---|---|---|---|---|---|---|")
+    all_results = {}
+    for p in problems:
+        res = run_problem(p, device, dtype, args.repeats, args.warmup)
+        all_results[p.name] = res
+        dims = f"({p.batch}, {p.heads}, {math.prod(p.grid)}, {p.head_dim})"
+        window = "×".join([str(p.kernel)] * len(p.grid)) + (" causal" if p.causal else "")
+        for path, (ms, tflops, ratio) in res.items():
+            print(f"| {p.name} {'×'.join(map(str, p.grid))} | {dims} | {window} | {path} | {ms:.3f} | "
+                  f"{tflops:.3g} | {ratio:.2f}× |")  # fmt: skip
+    if device.type != "cuda" or args.smoke:
+        print("\n(goals are checked on CUDA at full size only)")
+        return
+    _verdicts(all_results)
+
+
+def _verdicts(results: dict[str, dict[str, tuple[float, float, float]]]) -> None:
+    def best(res: dict[str, tuple[float, float, float]], paths: tuple[str, ...]) -> tuple[str, float]:
+        found = [(res[p][1], p) for p in paths if p in res]
+        return (max(found)[1], max(found)[0]) if found else ("none", 0.0)
+
+    two, one = results.get("2-D NA", {}), results.get("1-D sliding window", {})
+    path2, tf2 = best(two, ("flex tiled (block 64)", "flex tiled (block 128)", "natten"))
+    path1, tf1 = best(one, ("flex row-major", "flex (block 64)", "natten"))
+    row_major = two.get("flex row-major", (0.0, 0.0, 0.0))[1]
+    checks = [
+        (f"2-D NA ≥ {GOAL_2D_TFLOPS:.0f} useful TFLOP/s ({path2}: {tf2:.1f})", tf2 >= GOAL_2D_TFLOPS),
+        (
+            f"2-D NA ≥ {GOAL_2D_SPEEDUP:.0f}× the issue's row-major Flex {ROW_MAJOR_FLEX_TFLOPS} TFLOP/s "
+            f"({tf2 / ROW_MAJOR_FLEX_TFLOPS:.2f}×; vs our row-major {row_major:.1f}: "
+            f"{tf2 / max(row_major, 1e-9):.2f}×)",
+            tf2 >= GOAL_2D_SPEEDUP * ROW_MAJOR_FLEX_TFLOPS,
+        ),
+        (
+            f"1-D sliding window ≥ {GOAL_1D_TFLOPS:.0f} useful TFLOP/s ({path1}: {tf1:.1f})",
+            tf1 >= GOAL_1D_TFLOPS,
+        ),
+    ]
+    print()
+    for text, ok in checks:
+        print(f"- {'PASS' if ok else 'FAIL'}: {text}")
+
+
+if __name__ == "__main__":
+    main()
