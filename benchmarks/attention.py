@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
-    parser.add_argument("--batch", type=int, default=1, help="batch size B")
+    parser.add_argument("--batch", type=int, default=2, help="batch size B (2: BatchNorm layers need it)")
     parser.add_argument("--dim", type=int, default=64, help="channels C (dense SDPA uses C / heads per head)")
     parser.add_argument(
         "--heads",

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from core.attention.functional import dense_attention_flops
 from core.attention.mha import Backend, HeadedAttention
 from core.attention.registry import register_mechanism
 
@@ -83,6 +84,18 @@ class CrossAttention(HeadedAttention):
             )
         k, v = self.kv(context).chunk(2, dim=-1)
         return self.attend_heads(self.q(x), k, v, mask, is_causal)
+
+    def attention_flops(
+        self,
+        batch: int,
+        queries: int,
+        keys: int,
+        *,
+        is_causal: bool = False,
+        grid: Sequence[int] | None = None,
+    ) -> float | None:
+        """Dense attention FLOPs: every query against every (causally visible) context key."""
+        return dense_attention_flops(batch, queries, keys, self.dim, is_causal)
 
     def extra_repr(self) -> str:
         """Add the context width to the default representation."""

@@ -102,18 +102,6 @@ class HeadedAttention(TokenMixer):
         out = attend(q, k, v, mask=mask, is_causal=is_causal, dropout_p=dropout_p, backend=self.backend)
         return self.proj_drop(self.proj(merge_heads(out)))
 
-    def attention_flops(
-        self,
-        batch: int,
-        queries: int,
-        keys: int,
-        *,
-        is_causal: bool = False,
-        grid: Sequence[int] | None = None,
-    ) -> float | None:
-        """Dense attention FLOPs: every query against every (causally visible) key."""
-        return dense_attention_flops(batch, queries, keys, self.dim, is_causal)
-
     def extra_repr(self) -> str:
         """Add heads and backend to the default representation."""
         return f"{super().extra_repr()}, num_heads={self.num_heads}, backend={self.backend}"
@@ -180,3 +168,15 @@ class MultiHeadAttention(HeadedAttention):
         """Attend every token to every (unmasked, and past if causal) token."""
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         return self.attend_heads(q, k, v, mask, is_causal)
+
+    def attention_flops(
+        self,
+        batch: int,
+        queries: int,
+        keys: int,
+        *,
+        is_causal: bool = False,
+        grid: Sequence[int] | None = None,
+    ) -> float | None:
+        """Dense attention FLOPs: every query against every (causally visible) key."""
+        return dense_attention_flops(batch, queries, keys, self.dim, is_causal)

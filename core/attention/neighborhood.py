@@ -118,6 +118,13 @@ class NAGeometry:
         """``N = prod(grid)``."""
         return math.prod(self.grid)
 
+    def num_pairs(self) -> int:
+        """Query-key pairs attended: the neighbourhood is a product of per-axis windows."""
+        pairs = 1
+        for args in zip(self.grid, self.kernel_size, self.dilation, self.stride, self.causal, strict=True):
+            pairs *= int(axis_neighborhood(*args)[1].sum())
+        return pairs
+
     def is_full_attention(self) -> bool:
         """Whether every query attends every key (non-causal, kernel equal to the grid on every axis)."""
         return all(k == g and not c for k, g, c in zip(self.kernel_size, self.grid, self.causal, strict=True))
@@ -636,6 +643,21 @@ class NeighborhoodAttention(HeadedAttention):
             owner=name,
         )
         return self.proj_drop(self.proj(merge_heads(out)))
+
+    def attention_flops(
+        self,
+        batch: int,
+        queries: int,
+        keys: int,
+        *,
+        is_causal: bool = False,
+        grid: Sequence[int] | None = None,
+    ) -> float | None:
+        """``4 · B · pairs · C`` with the exact number of neighbourhood pairs (fewer at causal starts)."""
+        sizes = (queries,) if grid is None else tuple(grid)
+        causal = True if is_causal else self.causal
+        geom = na_geometry(sizes, self.kernel_size, self.dilation, self.stride, causal, type(self).__name__)
+        return 4.0 * batch * geom.num_pairs() * self.dim
 
     def extra_repr(self) -> str:
         """Add the neighbourhood to the representation."""

@@ -17,7 +17,12 @@ import torch
 
 from benchmarks import neighborhood_gpu
 from core.attention import MultiHeadAttention
-from core.attention.neighborhood import NeighborhoodAttention, na_geometry, neighborhood_attention
+from core.attention.neighborhood import (
+    NeighborhoodAttention,
+    na_geometry,
+    neighborhood_attention,
+    neighborhood_mask,
+)
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
@@ -295,3 +300,14 @@ def test_benchmark_smoke_runs_on_cpu(capsys) -> None:
         neighborhood_gpu.main(["--smoke"])
     out = capsys.readouterr().out
     assert "| 2-D NA" in out and "| 1-D sliding window" in out and "flex tiled (block 64)" in out
+
+
+@pytest.mark.parametrize(
+    ("grid", "kernel", "causal"),
+    [((9,), 3, True), ((5, 6), (3, 5), (False, True)), ((3, 4, 5), 3, False)],
+)
+def test_attention_flops_count_the_neighbourhood_pairs(grid, kernel, causal) -> None:
+    mixer = NeighborhoodAttention(8, num_heads=2, kernel_size=kernel, causal=causal)
+    pairs = int(neighborhood_mask(na_geometry(grid, kernel, 1, 1, causal)).sum())
+    n = math.prod(grid)
+    assert mixer.attention_flops(2, n, n, grid=grid) == 4 * 2 * pairs * 8
