@@ -4,14 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnlab-installed
-EXTRAS ?= finance,dev
+EXTRAS ?= finance,recsys,dev
 SIM_DIR := data/finance/sim
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: demo test lint format bench lock clean-demo help
+.PHONY: demo demo-recsys test lint format bench lock clean-demo help
 
 help:
 	@echo "make demo   - create .venv, install, simulate a LOBSTER-format sample, train + test TLOB on it"
+	@echo "make demo-recsys - simulate interaction sequences, train + test SASRec on them"
 	@echo "make test   - lint (ruff) and the test suite"
 	@echo "make bench  - CPU benchmarks (ratios against a reference measured in the same run)"
 	@echo "make lock   - re-pin constraints.txt from the current .venv"
@@ -29,6 +30,15 @@ $(SIM_DIR)/.done: data/finance/simulate_lob.py | $(STAMP)
 demo: $(STAMP) $(SIM_DIR)/.done
 	$(BIN)/attnlab fit --config configs/finance/tlob_lobster.yaml
 	$(BIN)/attnlab test --config configs/finance/tlob_lobster.yaml --ckpt_path best
+
+RECSYS_SIM := data/recsys/sim/recsys-sim.inter
+
+$(RECSYS_SIM): data/recsys/simulate_sequences.py | $(STAMP)
+	$(PY) data/recsys/simulate_sequences.py --out data/recsys/sim --seed 0
+
+demo-recsys: $(STAMP) $(RECSYS_SIM)
+	$(BIN)/attnlab fit --config configs/recsys/sasrec_sim.yaml
+	$(BIN)/attnlab test --config configs/recsys/sasrec_sim.yaml --ckpt_path best
 
 # pytest exits 5 when it collects no test: that is a failure here, never a silent pass.
 test: $(STAMP) lint

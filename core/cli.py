@@ -33,7 +33,8 @@ __all__ = ["AttnLabCLI", "main"]
 
 def _import_domains() -> None:
     """Import every domain so that configs may use short class names (``class_path: TLOB``)."""
-    import domains.finance  # noqa: F401
+    import domains.finance
+    import domains.recsys  # noqa: F401
 
 
 class AttnLabCLI(LightningCLI):
