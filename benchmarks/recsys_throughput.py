@@ -43,7 +43,7 @@ Run (full comparison; ~1 h on 2 CPU cores, RecBole alone ~107 s per epoch)::
 
     .venv-bench/bin/python -m benchmarks.recsys_throughput --data ../shared/data/recsys/ml-100k
 
-Smoke test (1 epoch each on the first 60 users, a minute)::
+Smoke test (1 epoch each on the first 60 users, history length 50; a few minutes on a busy 2-core box)::
 
     .venv-bench/bin/python -m benchmarks.recsys_throughput --smoke
 
@@ -74,6 +74,7 @@ DEFAULT_DATA = "../shared/data/recsys/ml-100k"
 DEFAULT_OUT = "runs/bench/recsys_throughput"
 GOAL_RATIO = 0.2  # the issue: ours reaches RecBole's quality in <= 1/5 of its wall time
 SMOKE_USERS = 60
+SMOKE_MAX_LEN = 50
 SIDES = ("ours", "recbole", "plain")
 
 __all__ = [
@@ -113,16 +114,54 @@ def patch_recbole_compat() -> list[str]:
     Returns:
         The names that were added, e.g. ``["float_", "complex_", ...]`` (empty when nothing was missing).
     """
+    import warnings
+
     import numpy as np
 
     added = []
     for alias, target in _NUMPY_ALIASES.items():
-        try:
-            getattr(np, alias)
-        except AttributeError:
-            setattr(np, alias, getattr(np, target))
-            added.append(alias)
+        with warnings.catch_warnings():  # NumPy 2 warns on some removed names before raising
+            warnings.simplefilter("ignore")
+            try:
+                getattr(np, alias)
+            except AttributeError:
+                setattr(np, alias, getattr(np, target))
+                added.append(alias)
     return added
+
+
+def patch_recbole_fill_nan() -> None:
+    """Make RecBole's missing-value imputation work under pandas' copy-on-write (pandas >= 3).
+
+    RecBole 1.2.1's ``Dataset._fill_nan`` calls ``feat[field].fillna(..., inplace=True)``, which under
+    copy-on-write fills a temporary copy and leaves the frame unchanged (pandas warns
+    ``ChainedAssignmentError``). The replacement assigns the filled column back, with the same fill values
+    (0 for token fields, the column mean for float fields, an empty array for sequence fields), and only
+    touches columns that hold missing values. Call after NumPy is patched; imports RecBole.
+    """
+    import numpy as np
+    from recbole.data.dataset import Dataset
+    from recbole.utils import FeatureType
+
+    def _fill_nan(self: Any) -> None:
+        for feat_name in self.feat_name_list:
+            feat = getattr(self, feat_name)
+            for name in feat:
+                column = feat[name]
+                if not column.isna().any():
+                    continue
+                ftype = self.field2type[name]
+                if ftype == FeatureType.TOKEN:
+                    feat[name] = column.astype(object).fillna(value=0)
+                elif ftype == FeatureType.FLOAT:
+                    feat[name] = column.fillna(value=column.mean())
+                else:
+                    dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                    feat[name] = column.apply(
+                        lambda x, d=dtype: np.array([], dtype=d) if isinstance(x, float) else x
+                    )
+
+    Dataset._fill_nan = _fill_nan
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -511,6 +550,7 @@ def run_recbole(spec: dict[str, Any]) -> SideResult:
     ``fit``'s callback), or at ``target`` when one is given.
     """
     added = patch_recbole_compat()
+    patch_recbole_fill_nan()
     import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
@@ -671,7 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch threads per side (default: cores)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-len", type=int, default=200)
+    p.add_argument("--max-len", type=int, default=None, help="history length (default 200; smoke 50)")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=1)
@@ -785,6 +825,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.smoke:
         args.epochs, args.users = 1, args.users or SMOKE_USERS
         args.max_minutes = min(args.max_minutes, 10.0)
+        args.max_len = args.max_len or SMOKE_MAX_LEN
+    args.max_len = args.max_len or 200
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     inter = resolve_data(args.data)
