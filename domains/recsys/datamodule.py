@@ -18,6 +18,7 @@ Batches (item ids 1..num_items, 0 = padding):
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -333,6 +334,9 @@ class SeqRecDataModule(pl.LightningDataModule):
             official sampler) or ``random`` (a random ``L + 1`` window of each longer prefix, redrawn every
             time a batch is built, i.e. every epoch).
         predict_users: Raw user ids to recommend for (None: every user); an unknown id is an error.
+        predict_file: Sequences to recommend for instead of the data's users: one line per sequence,
+            ``name item1 item2 ...`` with raw item ids in time order (the S3-Rec format). An item outside
+            the catalogue is an error naming the file, line and id.
         batch_size: Training batch size (SASRec: 128).
         eval_batch_size: Validation / test / prediction batch size.
         num_workers: DataLoader worker processes.
@@ -361,6 +365,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         mask_history: bool = True,
         train_windows: Literal["last", "random"] = "last",
         predict_users: list[str] | None = None,
+        predict_file: str | None = None,
         batch_size: int = 128,
         eval_batch_size: int = 256,
         num_workers: int = 0,
@@ -418,6 +423,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         self._mask_history = bool(mask_history)
         self.train_windows = train_windows
         self.predict_users = None if predict_users is None else [str(u) for u in predict_users]
+        self.predict_user_ids: list[str] | None = None  # names of the predict_file sequences, if any
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -658,13 +664,43 @@ class SeqRecDataModule(pl.LightningDataModule):
             self._collates[name] = EvalBatchCollate(
                 data.items, sample_users, starts[sample_users], targets, self.max_len, candidates=candidates
             )
-        predict = users if self.predict_users is None else self.encode_users(self.predict_users)
-        self._collates["predict"] = EvalBatchCollate(
-            data.items, predict, starts[predict], clean.offsets[1:][predict], self.max_len, predict=True
-        )
+        if self.hparams.predict_file:
+            self._collates["predict"] = self._predict_file_collate(self.hparams.predict_file)
+        else:
+            predict = users if self.predict_users is None else self.encode_users(self.predict_users)
+            self._collates["predict"] = EvalBatchCollate(
+                data.items, predict, starts[predict], clean.offsets[1:][predict], self.max_len, predict=True
+            )
         self.clean_data, self.data, self.split_info = clean, data, split
         self._item_counts = counts
         self._prepared = True
+
+    def _predict_file_collate(self, path: str) -> EvalBatchCollate:
+        """Prediction samples from a file of raw-id sequences (sample ``i`` = the file's ``i``-th line)."""
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"predict_file {path!r} does not exist")
+        names: list[str] = []
+        chunks: list[Tensor] = []
+        for number, line in enumerate(file.read_text().splitlines(), start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 2:
+                raise ValueError(f"{file}:{number}: expected 'name item1 item2 ...', got {line!r}")
+            try:
+                chunks.append(self.encode_items(fields[1:]))
+            except KeyError as err:
+                raise KeyError(f"{file}:{number}: {err.args[0]}") from None
+            names.append(fields[0])
+        if not names:
+            raise ValueError(f"{file}: no sequence to recommend for (the file is empty)")
+        lengths = torch.tensor([len(c) for c in chunks])
+        ends = torch.cumsum(lengths, 0)
+        self.predict_user_ids = names
+        return EvalBatchCollate(
+            torch.cat(chunks), torch.arange(len(names)), ends - lengths, ends, self.max_len, predict=True
+        )
 
     def _noisy(self, clean: SequenceData, train_end: Tensor) -> SequenceData:
         """``clean`` with noise injected into the training prefixes only (validation / test items untouched).

@@ -262,7 +262,7 @@ class SequentialRecommendation(BaseTask):
             The path written.
         """
         datamodule = self.trainer.datamodule
-        user_ids = getattr(datamodule, "user_ids", None)
+        user_ids = getattr(datamodule, "predict_user_ids", None) or getattr(datamodule, "user_ids", None)
         item_ids = getattr(datamodule, "item_ids", None)
         name = "recommendations.jsonl" if world == 1 else f"recommendations-rank{rank}.jsonl"
         path = output_dir / name

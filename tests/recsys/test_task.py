@@ -204,3 +204,31 @@ def test_task_refuses_bad_options(sim_inter: Path) -> None:
         SequentialRecommendation(
             model="gru4rec", num_items=dm.num_items, max_len=20, attention=MultiHeadAttention
         )
+
+
+def test_predict_file_recommends_for_new_sequences_and_names_unknown_items(
+    sim_inter: Path, tmp_path: Path
+) -> None:
+    args = _cli_args(sim_inter, tmp_path, "sasrec", "--trainer.max_epochs=1")
+    main(["fit", *args])
+    dm = _datamodule(sim_inter)
+    known = dm.item_ids[1:6]
+    sequences = tmp_path / "new_users.txt"
+    sequences.write_text(f"alice {' '.join(known)}\nbob {known[0]}\n")
+    out = tmp_path / "out"
+    main(
+        [
+            "predict",
+            *args,
+            "--ckpt_path",
+            "best",
+            f"--data.predict_file={sequences}",
+            f"--prediction_writer.output_dir={out}",
+        ]
+    )
+    rows = [json.loads(line) for line in (out / "recommendations.jsonl").read_text().splitlines()]
+    assert [r["user"] for r in rows] == ["alice", "bob"]
+    assert not set(rows[0]["items"]) & set(known)  # seen items are not recommended again
+    sequences.write_text(f"alice {known[0]}\ncarol {known[1]} no-such-item\n")
+    with pytest.raises(KeyError, match=r"new_users.txt:2: unknown item id 'no-such-item'"):
+        main(["predict", *args, "--ckpt_path", "best", f"--data.predict_file={sequences}"])
