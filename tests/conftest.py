@@ -1,6 +1,9 @@
 """Shared fixtures: repository paths, the real-data folder, and deterministic seeds."""
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -25,3 +28,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (it ships beside the repo, not in it)")
     return SHARED_DATA
+
+
+def import_script(path: Path, name: str) -> ModuleType:
+    """Import a script from ``data/`` (a folder of scripts, not a package) once, as module ``name``."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -4,15 +4,15 @@ Everything is written under pytest's temporary folders; the real LOBSTER sample 
 ``../shared/data`` beside the repository (tests that need it skip when it is absent).
 """
 
-import importlib.util
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+
+from tests.conftest import import_script
 
 REPO = Path(__file__).resolve().parents[2]
 SIMULATOR = REPO / "data" / "finance" / "simulate_lob.py"
@@ -23,15 +23,7 @@ SIM_LEVELS = 10
 
 def load_simulator() -> ModuleType:
     """Import ``data/finance/simulate_lob.py`` (a script folder, not a package)."""
-    name = "attnlab_simulate_lob"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SIMULATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_script(SIMULATOR, "attnlab_simulate_lob")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import import_script
+
 SHARED_RECSYS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "recsys"
 
 RECBOLE_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
@@ -158,18 +160,7 @@ SEQUENCE_SIMULATOR = Path(__file__).resolve().parents[2] / "data" / "recsys" / "
 
 def load_sequence_simulator():
     """Import ``data/recsys/simulate_sequences.py`` (a script folder, not a package)."""
-    import importlib.util
-    import sys
-
-    name = "attnlab_simulate_sequences"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SEQUENCE_SIMULATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_script(SEQUENCE_SIMULATOR, "attnlab_simulate_sequences")
 
 
 @pytest.fixture(scope="session")
