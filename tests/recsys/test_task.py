@@ -5,7 +5,6 @@ tiny budgets: they check wiring and protocol effects, not final quality.
 """
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -111,8 +110,9 @@ def test_protocol_options_move_the_metrics_the_expected_way(sim_inter: Path) -> 
     assert masked["count"] == sampled["count"] == len(full.user_ids)
 
 
-def test_cli_fit_test_predict_end_to_end(sim_inter: Path, tmp_path: Path, caplog) -> None:
-    caplog.set_level(logging.INFO)
+def test_cli_fit_test_predict_end_to_end(sim_inter: Path, tmp_path: Path, monkeypatch) -> None:
+    logged: list[str] = []
+    monkeypatch.setattr("domains.recsys.module.rank_zero_info", logged.append)
     args = _cli_args(sim_inter, tmp_path, "sasrec")
     cli = main(["fit", *args])
     metrics = cli.trainer.callback_metrics
@@ -128,8 +128,8 @@ def test_cli_fit_test_predict_end_to_end(sim_inter: Path, tmp_path: Path, caplog
     first = rows[0]
     assert len(first["items"]) == 20 and first["scores"] == sorted(first["scores"], reverse=True)
     assert set(first["items"]) <= set(dm.item_ids[1:])
-    logged = [r.getMessage() for r in caplog.records if "recsys protocol" in r.getMessage()]
-    assert logged and "split=leave_one_out" in logged[0] and "ranking=full" in logged[0]
+    protocol = [m for m in logged if m.startswith("recsys protocol: [fit]")]
+    assert protocol and "split=leave_one_out" in protocol[0] and "ranking=full" in protocol[0]
 
 
 @pytest.mark.parametrize("model", ["bert4rec", "gru4rec", "pop"])
