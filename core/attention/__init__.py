@@ -44,7 +44,7 @@ from core.attention.ltx import LTXCrossModalAttention
 from core.attention.lwga import LWGA
 from core.attention.masks import batch_mask, scene_mask, segment_conditional_mask
 from core.attention.medusa import MedusaAttention
-from core.attention.mha import MultiHeadAttention
+from core.attention.mha import MultiHeadAttention, default_heads_factory
 from core.attention.neighborhood import NeighborhoodAttention
 from core.attention.overlock import ContMix
 from core.attention.perceiver import PerceiverCrossAttention
@@ -114,6 +114,7 @@ __all__ = [
     "causal_mask",
     "check_grid",
     "check_grid_2d",
+    "default_heads_factory",
     "get_mechanism",
     "grid_2d",
     "invert_mask",

@@ -7,6 +7,7 @@ The fast path is ``F.scaled_dot_product_attention`` (flash / math kernels on CPU
 ``reference`` backend runs the literal equation and exists for debugging and tests.
 """
 
+import functools
 from collections.abc import Sequence
 from typing import Literal
 
@@ -16,7 +17,14 @@ from core.attention.base import TokenMixer, normalize_mask
 from core.attention.functional import dense_attention_flops, reference_attention, sdpa
 from core.attention.registry import register_mechanism
 
-__all__ = ["HeadedAttention", "MultiHeadAttention", "attend", "merge_heads", "split_heads"]
+__all__ = [
+    "HeadedAttention",
+    "MultiHeadAttention",
+    "attend",
+    "default_heads_factory",
+    "merge_heads",
+    "split_heads",
+]
 
 Backend = Literal["auto", "sdpa", "reference"]
 
@@ -180,3 +188,31 @@ class MultiHeadAttention(HeadedAttention):
     ) -> float | None:
         """Dense attention FLOPs: every query against every (causally visible) key."""
         return dense_attention_flops(batch, queries, keys, self.dim, is_causal)
+
+
+def default_heads_factory(
+    owner: str, num_heads: int, widths: dict[str, int], cls: type | None = None, **kwargs: object
+) -> "functools.partial[TokenMixer]":
+    """A model's default attention: ``cls`` (MultiHeadAttention) with ``num_heads``, checked against widths.
+
+    Models that take an injected ``attention`` factory fall back to this when none is given; the check
+    turns a width that the heads do not divide into an error naming the model, the width and the heads
+    (instead of a failure deep inside the first layer).
+
+    Args:
+        owner: Model name for the error message.
+        num_heads: Heads of the default mechanism.
+        widths: The channel widths the factory will be called with, by argument name.
+        cls: The mechanism class; :class:`MultiHeadAttention` when None.
+        **kwargs: Further constructor arguments (e.g. ``attn_drop``).
+
+    Raises:
+        ValueError: If ``num_heads < 1`` or it does not divide one of ``widths``.
+    """
+    for name, width in widths.items():
+        if num_heads < 1 or width % num_heads:
+            raise ValueError(
+                f"{owner}: {name}={width} must be divisible by num_heads={num_heads} "
+                "(the default attention splits the channels into heads)"
+            )
+    return functools.partial(cls or MultiHeadAttention, num_heads=num_heads, **kwargs)

@@ -6,12 +6,12 @@ code (see :class:`TLOB` for the two deliberate fixes); the attention mechanism i
 registered :class:`~core.attention.TokenMixer` can replace the default multi-head attention.
 """
 
-import functools
 from typing import Literal
 
 from torch import Tensor, nn
 
-from core.attention import AttentionFactory, AxisAttention, MultiHeadAttention, TokenMixer
+from core.attention import AttentionFactory, AxisAttention, TokenMixer
+from core.attention.mha import default_heads_factory
 from core.blocks import Mlp, sinusoidal_positions
 from domains.finance.models.bin import BiN
 from domains.finance.models.common import build_head, check_window
@@ -138,13 +138,8 @@ class TLOB(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"TLOB: dropout must be in [0, 1), got {dropout}")
         if attention is None:
-            for name in ("hidden_dim", "seq_len"):
-                if values[name] % num_heads:
-                    raise ValueError(
-                        f"TLOB: {name}={values[name]} must be divisible by num_heads={num_heads} "
-                        "(the default attention splits the channels into heads)"
-                    )
-            attention = functools.partial(MultiHeadAttention, num_heads=num_heads)
+            widths = {"hidden_dim": values["hidden_dim"], "seq_len": values["seq_len"]}
+            attention = default_heads_factory("TLOB", num_heads, widths)
         self.num_features = num_features
         self.seq_len = seq_len
         self.hidden_dim = hidden_dim

@@ -6,13 +6,13 @@ Representations from Transformer", CIKM 2019 (arXiv 1904.06690). Official code: 
 :class:`~core.attention.TokenMixer` that takes a key-padding ``mask`` can replace multi-head attention.
 """
 
-import functools
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from core.attention import AttentionFactory, MultiHeadAttention, TokenMixer
+from core.attention import AttentionFactory, TokenMixer
+from core.attention.mha import default_heads_factory
 from domains.recsys.models.sasrec import check_common, check_items
 
 __all__ = ["BERT4Rec", "BERT4RecBlock"]
@@ -106,12 +106,8 @@ class BERT4Rec(nn.Module):
         if not 0.0 < mask_prob < 1.0:
             raise ValueError(f"BERT4Rec: mask_prob must be in (0, 1), got {mask_prob}")
         if attention is None:
-            if num_heads < 1 or hidden_dim % num_heads:
-                raise ValueError(
-                    f"BERT4Rec: hidden_dim={hidden_dim} must be divisible by num_heads={num_heads} "
-                    "(the default attention splits the channels into heads)"
-                )
-            attention = functools.partial(MultiHeadAttention, num_heads=num_heads, attn_drop=dropout)
+            widths = {"hidden_dim": hidden_dim}
+            attention = default_heads_factory("BERT4Rec", num_heads, widths, attn_drop=dropout)
         self.num_items = num_items
         self.max_len = max_len
         self.hidden_dim = hidden_dim

@@ -22,7 +22,6 @@ i.e. next-item cross-entropy on the **last position only** plus ``λ · InfoNCE`
 computes the same sum for use outside the task.
 """
 
-import functools
 import warnings
 from collections.abc import Callable, Mapping
 from typing import ClassVar, Literal
@@ -33,6 +32,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from core.attention import AttentionFactory, CrossAttention, TokenMixer
+from core.attention.mha import default_heads_factory
 from core.blocks import Mlp
 from core.training.pretrained import LoadReport
 from domains.recsys.models.sasrec import SASRec
@@ -277,12 +277,9 @@ class IGRSR(nn.Module):
         if output_table not in ("shared", "finetune"):
             raise ValueError(f"IGRSR: output_table must be 'shared' or 'finetune', got {output_table!r}")
         if cross_attention is None:
-            if hidden_dim % num_heads:
-                raise ValueError(
-                    f"IGRSR: hidden_dim={hidden_dim} must be divisible by num_heads={num_heads} "
-                    "(the default cross-attention splits the channels into heads)"
-                )
-            cross_attention = functools.partial(CrossAttention, num_heads=num_heads)
+            cross_attention = default_heads_factory(
+                "IGRSR", num_heads, {"hidden_dim": hidden_dim}, cls=CrossAttention
+            )
         self.num_items = num_items
         self.max_len = max_len
         self.hidden_dim = hidden_dim

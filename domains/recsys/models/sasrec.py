@@ -7,14 +7,14 @@ mechanism is injected (any :class:`~core.attention.TokenMixer` that supports ``i
 ``--model.attention=<Name>`` swaps it.
 """
 
-import functools
 import math
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from core.attention import AttentionFactory, MultiHeadAttention, TokenMixer
+from core.attention import AttentionFactory, TokenMixer
+from core.attention.mha import default_heads_factory
 
 __all__ = ["SASRec", "SASRecBlock", "check_items"]
 
@@ -157,12 +157,8 @@ class SASRec(nn.Module):
         super().__init__()
         check_common("SASRec", num_items, max_len, hidden_dim, num_layers, dropout)
         if attention is None:
-            if num_heads < 1 or hidden_dim % num_heads:
-                raise ValueError(
-                    f"SASRec: hidden_dim={hidden_dim} must be divisible by num_heads={num_heads} "
-                    "(the default attention splits the channels into heads)"
-                )
-            attention = functools.partial(MultiHeadAttention, num_heads=num_heads, attn_drop=dropout)
+            widths = {"hidden_dim": hidden_dim}
+            attention = default_heads_factory("SASRec", num_heads, widths, attn_drop=dropout)
         self.num_items = num_items
         self.max_len = max_len
         self.hidden_dim = hidden_dim
