@@ -28,8 +28,9 @@ def dense_attention_flops(batch: int, queries: int, keys: int, dim: int, is_caus
 
     Causal attention (top-left aligned) visits ``Σ_i min(i + 1, M)`` pairs instead of ``N · M``.
     """
-    if is_causal:
-        pairs = sum(min(i + 1, keys) for i in range(queries))
+    if is_causal:  # rows 1..keys grow by one key each, later rows see all keys
+        full = min(queries, keys)
+        pairs = full * (full + 1) // 2 + (queries - full) * keys
     else:
         pairs = queries * keys
     return 4.0 * batch * pairs * dim

@@ -223,20 +223,12 @@ class SequentialRecommendation(BaseTask):
 
     def on_fit_start(self) -> None:
         """Fit the popularity counts, and log the evaluation protocol."""
-        datamodule = self.trainer.datamodule
-        if self.network.objective == "none":
-            counts = getattr(datamodule, "item_counts", None)
-            if counts is None:
-                raise RuntimeError("the popularity model needs a datamodule with item_counts")
-            self.network.fit(counts.to(self.device))
+        self._fit_popularity(required=True)
         self._log_protocol("fit")
 
     def on_test_start(self) -> None:
-        """Log the evaluation protocol of the test run."""
-        if self.network.objective == "none" and not bool(self.network.counts.any()):
-            counts = getattr(self.trainer.datamodule, "item_counts", None)
-            if counts is not None:
-                self.network.fit(counts.to(self.device))
+        """Fit the popularity counts if a checkpoint did not bring them, and log the evaluation protocol."""
+        self._fit_popularity(required=False)
         self._log_protocol("test")
 
     def on_validation_epoch_end(self) -> None:
@@ -274,6 +266,17 @@ class SequentialRecommendation(BaseTask):
                     record = {"user": user, "items": ids, "scores": [round(float(s), 6) for s in scores]}
                     handle.write(json.dumps(record) + "\n")
         return path
+
+    def _fit_popularity(self, required: bool) -> None:
+        """Give the popularity model the training-split counts (when it has none yet, unless ``required``)."""
+        if self.network.objective != "none" or (not required and bool(self.network.counts.any())):
+            return
+        counts = getattr(self.trainer.datamodule, "item_counts", None)
+        if counts is None:
+            if required:
+                raise RuntimeError("the popularity model needs a datamodule with item_counts")
+            return
+        self.network.fit(counts.to(self.device))
 
     def _causal_loss(self, inputs: Tensor, targets: Tensor) -> Tensor:
         hidden = self.network.encode(inputs)

@@ -1,12 +1,12 @@
 """SE, ECA, CBAM and CBAM's spatial gate against literal fp64 references of their equations."""
 
-import copy
 import itertools
 
 import pytest
 import torch
 
 from core.attention.channel_gates import CBAM, ECA, SpatialGate, SqueezeExcitation, eca_kernel_size
+from tests.core.reference_check import assert_matches_reference
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
@@ -89,17 +89,7 @@ def cbam_reference(m: CBAM, x: torch.Tensor) -> torch.Tensor:
 
 def _check(module, reference, channels: int, dims: int) -> None:
     """fp32 module vs fp64 reference on copied weights: output, input grad and every parameter grad."""
-    ref = copy.deepcopy(module).double()
-    x = torch.randn(2, channels, *SIZES[dims], requires_grad=True)
-    x64 = x.detach().double().requires_grad_(True)
-    out, expected = module(x), reference(ref, x64)
-    torch.testing.assert_close(out.double(), expected, **FWD)
-    gy = torch.randn_like(expected)
-    out.backward(gy.float())
-    expected.backward(gy)
-    torch.testing.assert_close(x.grad.double(), x64.grad, **GRAD)
-    for (name, p), p_ref in zip(module.named_parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(p.grad.double(), p_ref.grad, **GRAD, msg=f"grad of {name}")
+    assert_matches_reference(module, reference, torch.randn(2, channels, *SIZES[dims], requires_grad=True))
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])

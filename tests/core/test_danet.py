@@ -1,12 +1,11 @@
 """DANet PAM / CAM / dual attention (and DAUNet's port) against literal fp64 references of the equations."""
 
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from core.attention.danet import ChannelAttention, DualAttention, PositionAttention, channel_attention_map
+from tests.core.reference_check import assert_matches_reference
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
@@ -74,16 +73,7 @@ def _set_gamma(module: torch.nn.Module, value: float) -> None:
 
 def _check_fwd_bwd(module, reference, x: torch.Tensor) -> None:
     """fp32 module vs fp64 reference on copied weights: output, input grad and every parameter grad."""
-    ref = copy.deepcopy(module).double()
-    x64 = x.detach().double().requires_grad_(True)
-    out, expected = module(x), reference(ref, x64)
-    torch.testing.assert_close(out.double(), expected, **FWD)
-    gy = torch.randn_like(expected)
-    out.backward(gy.float())
-    expected.backward(gy)
-    torch.testing.assert_close(x.grad.double(), x64.grad, **GRAD)
-    for (name, p), p_ref in zip(module.named_parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(p.grad.double(), p_ref.grad, **GRAD, msg=f"grad of {name}")
+    assert_matches_reference(module, reference, x)
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])

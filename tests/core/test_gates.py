@@ -1,12 +1,12 @@
 """Attention gates (Oktay additive, AGUNet concatenation) against literal fp64 references."""
 
-import copy
 import math
 
 import pytest
 import torch
 
 from core.attention.gates import AdditiveAttentionGate, ConcatAttentionGate
+from tests.core.reference_check import assert_matches_reference
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
@@ -95,18 +95,8 @@ def _pair(cx: int, cg: int, x_size, g_size):
 
 def _check(module, reference, x: torch.Tensor, g: torch.Tensor) -> None:
     """fp32 module vs fp64 reference on copied weights: output and the grads of x, g and parameters."""
-    ref = copy.deepcopy(module).double()
-    x64, g64 = (t.detach().double().requires_grad_(True) for t in (x, g))
-    out, expected = module(x, g), reference(ref, x64, g64)
+    out = assert_matches_reference(module, reference, x, g)
     assert out.shape == x.shape
-    torch.testing.assert_close(out.double(), expected, **FWD)
-    gy = torch.randn_like(expected)
-    out.backward(gy.float())
-    expected.backward(gy)
-    torch.testing.assert_close(x.grad.double(), x64.grad, **GRAD)
-    torch.testing.assert_close(g.grad.double(), g64.grad, **GRAD)
-    for (name, p), p_ref in zip(module.named_parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(p.grad.double(), p_ref.grad, **GRAD, msg=f"grad of {name}")
 
 
 def test_linear_weights_match_torch_interpolate() -> None:

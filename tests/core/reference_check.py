@@ -1,0 +1,33 @@
+"""The shared check of the per-mechanism tests: an fp32 module against its literal fp64 reference."""
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+FWD = {"atol": 1e-5, "rtol": 1e-4}
+GRAD = {"atol": 1e-4, "rtol": 1e-3}
+
+
+def assert_matches_reference(module: nn.Module, reference: Callable[..., Tensor], *inputs: Tensor) -> Tensor:
+    """Compare ``module(*inputs)`` with ``reference(module64, *inputs64)`` on copied float64 weights.
+
+    Checks the output (``FWD``), then, for the same random output gradient, the gradient of every input
+    and of every parameter (``GRAD``). The inputs must require grad.
+
+    Returns:
+        The fp32 output, for extra checks by the caller.
+    """
+    ref = copy.deepcopy(module).double()
+    inputs64 = [t.detach().double().requires_grad_(True) for t in inputs]
+    out, expected = module(*inputs), reference(ref, *inputs64)
+    torch.testing.assert_close(out.double(), expected, **FWD)
+    gy = torch.randn_like(expected)
+    out.backward(gy.float())
+    expected.backward(gy)
+    for t, t64 in zip(inputs, inputs64, strict=True):
+        torch.testing.assert_close(t.grad.double(), t64.grad, **GRAD)
+    for (name, p), p_ref in zip(module.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad.double(), p_ref.grad, **GRAD, msg=f"grad of {name}")
+    return out
