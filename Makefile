@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnlab-installed
-EXTRAS ?= finance,recsys,dev
+EXTRAS ?= finance,recsys,medical,dev
 SIM_DIR := data/finance/sim
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
@@ -59,7 +59,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.tlob_throughput
 
 lock: $(STAMP)
-	@{ echo "# The tested set: every package 'make' installs, pinned. Regenerate with 'make lock'."; \
+	@{ echo "# The tested set: every package 'make' installs, pinned. Regenerate with 'make lock' after an upgrade."; \
+	  echo "# pyproject.toml keeps ranges; this file pins what CI and 'make demo' run."; \
 	  $(PY) -m pip freeze --exclude-editable | grep -v '^attnlab'; } > constraints.txt
 
 clean-demo:

@@ -13,6 +13,7 @@ Scaling goes through Lightning itself: ``--trainer.devices``, ``--trainer.num_no
 """
 
 import argparse
+import importlib
 import sys
 import warnings
 from collections.abc import Sequence
@@ -31,10 +32,25 @@ from core.training import AtomicCheckpointIO, BaseTask, PredictionWriter, TaskCh
 __all__ = ["AttnLabCLI", "main"]
 
 
-def _import_domains() -> None:
-    """Import every domain so that configs may use short class names (``class_path: TLOB``)."""
+OPTIONAL_DOMAINS = {"medical": "medical"}  # domain package -> the extra that installs its dependencies
+
+
+def _import_domains(argv: Sequence[str] = ()) -> None:
+    """Import every domain so that configs may use short class names (``class_path: TLOB``).
+
+    Domains whose dependencies live in an extra (MONAI for ``medical``) are skipped when the extra is
+    not installed; the ImportError is re-raised, naming the extra to install, when the command line
+    mentions that domain (``configs/medical/...``, ``domains.medical...``).
+    """
     import domains.finance
     import domains.recsys  # noqa: F401
+
+    for name in OPTIONAL_DOMAINS:
+        try:
+            importlib.import_module(f"domains.{name}")
+        except ImportError:
+            if any(name in arg for arg in argv):
+                raise
 
 
 class AttnLabCLI(LightningCLI):
@@ -70,6 +86,9 @@ class AttnLabCLI(LightningCLI):
         config = self.config.get(str(self.subcommand), self.config)
         if self.subcommand in ("validate", "test", "predict") and config.get("ckpt_path") == "best":
             config["ckpt_path"] = str(best_checkpoint(Path(config["checkpoint"]["dirpath"])))
+        if self.subcommand == "predict" and config.get("return_predictions") is None:
+            # The prediction writer saves outputs; keeping them all in memory too helps no one.
+            config["return_predictions"] = False
         init_args = config.get("model", {}).get("init_args") or {}
         hand_set = {name: init_args.get(name) for name in data_links()}
         self._hand_set = {name: value for name, value in hand_set.items() if value is not None}
@@ -172,7 +191,7 @@ def main(args: Sequence[str] | None = None) -> AttnLabCLI | None:
     if argv and argv[0] == "bench":
         _bench_command(argv[1:])
         return None
-    _import_domains()
+    _import_domains(argv)
     return AttnLabCLI(
         BaseTask,
         LightningDataModule,

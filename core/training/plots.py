@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from torch import Tensor
 
-__all__ = ["close", "confusion_matrix_figure"]
+__all__ = ["close", "confusion_matrix_figure", "segmentation_figure"]
 
 
 def confusion_matrix_figure(matrix: Tensor, class_names: Sequence[str], title: str) -> Figure:
@@ -45,3 +45,31 @@ def confusion_matrix_figure(matrix: Tensor, class_names: Sequence[str], title: s
 def close(fig: Figure) -> None:
     """Release a figure's memory."""
     plt.close(fig)
+
+
+def segmentation_figure(image: Tensor, truth: Tensor, prediction: Tensor, title: str) -> Figure:
+    """Show a 2-D slice three times: the image, the ground truth over it, the prediction over it.
+
+    Args:
+        image: ``(H, W)`` intensities.
+        truth: ``(H, W)`` class indices (0 = background, drawn transparent).
+        prediction: ``(H, W)`` class indices.
+        title: Figure title (case and slice).
+
+    Returns:
+        The matplotlib figure (the caller closes it).
+    """
+    num_classes = int(max(int(truth.max()), int(prediction.max()), 1)) + 1
+    fig, axes = plt.subplots(1, 3, figsize=(9.0, 3.4))
+    panels = (("image", None), ("ground truth", truth), ("prediction", prediction))
+    for ax, (name, overlay) in zip(axes, panels, strict=True):
+        ax.imshow(image.T.numpy(), cmap="gray", origin="lower")
+        if overlay is not None:
+            masked = overlay.T.double().numpy()
+            masked[masked == 0] = float("nan")
+            ax.imshow(masked, cmap="autumn", alpha=0.5, vmin=1, vmax=max(num_classes - 1, 1), origin="lower")
+        ax.set_title(name)
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,440 @@
+"""MONAI preprocessing and augmentation pipelines for segmentation, plus the few transforms MONAI lacks.
+
+:func:`build_pipeline` composes, per stage (``train``, ``eval`` = validation/test, ``predict``):
+
+1. :class:`LoadImageFilesd` (MONAI ``LoadImaged`` with the NiBabel reader; a truncated or corrupt file raises
+   :class:`ImageReadError` naming it). Several files of one key are stacked as channels, in order.
+2. ``EnsureChannelFirstd`` → ``Orientationd`` (``RAS`` by default) → ``Spacingd`` (optional ``pixdim``,
+   bilinear for the image, nearest for the label).
+3. :class:`MapLabelsd`: ``binary`` (label > 0 → 1), an explicit ``{raw value: class}`` dict, or None (labels
+   used as they are, which must lie in ``[0, num_classes)``); unexpected values raise ``ValueError``
+   naming the label file.
+4. ``CropForegroundd`` on the bounding box of the voxels above each channel's minimum (optional). This runs
+   *before* normalisation: raw MRI backgrounds are 0, pre-normalised sets (BraTS ``*_subtrMeanDivStd``) have
+   a constant negative background, both of which are the volume's minimum.
+5. Intensity normalisation: ``zscore`` (per channel, over the non-zero voxels), ``range`` (``a_min``/``a_max``
+   → [0, 1], clipped), ``percentile`` (the given percentiles → [0, 1], clipped, per channel) or ``none``.
+6. ``train`` only: ``SpatialPadd`` to the patch, :class:`PosNegCropd` (``RandCropByPosNegLabeld`` that falls
+   back to random crops on volumes without foreground), 2-D mode: squeeze the ``(H, W, 1)`` patches to
+   ``(H, W)``; random flips per axis; ``RandScaleIntensityd`` / ``RandShiftIntensityd``; plain float32
+   tensors. ``eval``: :class:`VoxelVolumed` adds ``voxel_ml``; the tensors stay MetaTensors.
+
+Every deterministic transform precedes the first random one, so MONAI's ``CacheDataset`` and
+``PersistentDataset`` cache everything up to the crop.
+"""
+
+import logging
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from core.utils import require
+from domains.medical.cases import LabelMap, check_label_map
+
+require("monai", "medical")
+
+from monai.data import MetaTensor  # noqa: E402
+from monai.transforms import (  # noqa: E402
+    Compose,
+    CropForegroundd,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    LoadImaged,
+    MapTransform,
+    NormalizeIntensityd,
+    Orientationd,
+    RandCropByPosNegLabeld,
+    RandFlipd,
+    Randomizable,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    RandSpatialCropSamplesd,
+    ScaleIntensityRanged,
+    ScaleIntensityRangePercentilesd,
+    Spacingd,
+    SpatialPadd,
+    SqueezeDimd,
+)
+from monai.transforms.traits import MultiSampleTrait  # noqa: E402
+
+__all__ = [
+    "ImageReadError",
+    "LoadImageFilesd",
+    "MapLabelsd",
+    "Normalize",
+    "PipelineConfig",
+    "PosNegCropd",
+    "VoxelVolumed",
+    "above_minimum",
+    "build_pipeline",
+    "voxel_volume_ml",
+]
+
+logger = logging.getLogger(__name__)
+
+Normalize = Literal["zscore", "range", "percentile", "none"]
+Stage = Literal["train", "eval", "predict"]
+RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # NIfTI world axes: codes mean the direction of increase
+
+
+def _source(value: Any) -> str:
+    """The file a MetaTensor was read from (for error messages)."""
+    meta = getattr(value, "meta", None) or {}
+    name = meta.get("filename_or_obj")
+    return str(name) if name else "<unknown file>"
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+class ImageReadError(OSError):
+    """A NIfTI file could not be decoded (truncated download, corrupt gzip stream, bad header)."""
+
+
+class LoadImageFilesd(MapTransform):
+    """``LoadImaged`` (NiBabel reader, float32, MetaTensors) whose read errors name the offending file.
+
+    A list of files under one key is stacked as channels in order (MONAI's multi-file loading).
+
+    Args:
+        keys: Keys holding a path or a list of paths.
+        allow_missing_keys: Skip absent keys (predict items have no label).
+    """
+
+    def __init__(self, keys: Any, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.loader = LoadImaged(
+            keys,
+            reader="NibabelReader",
+            dtype=np.float32,
+            image_only=True,
+            allow_missing_keys=allow_missing_keys,
+        )
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Load every key; on failure find the file that does not decode and name it."""
+        try:
+            return self.loader(data)
+        except Exception as err:
+            case = data.get("case", "?")
+            for key in self.key_iterator(dict(data)):
+                paths = data[key] if isinstance(data[key], list | tuple) else [data[key]]
+                for path in paths:
+                    problem = _decode_problem(str(path))
+                    if problem is not None:
+                        raise ImageReadError(
+                            f"cannot read {path} (case {case}, key {key!r}): {problem}; the file is "
+                            "truncated or corrupt: copy or export it again"
+                        ) from err
+            raise ImageReadError(f"cannot load the {list(self.keys)} files of case {case}: {err}") from err
+
+
+def _decode_problem(path: str) -> str | None:
+    """Why ``path`` cannot be fully decoded by nibabel, or None if it can."""
+    import nibabel as nib
+
+    try:
+        np.asarray(nib.load(path).dataobj)
+    except Exception as err:  # EOFError, zlib.error, OSError, nibabel's ImageFileError ...
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+# ------------------------------------------------------------------------------------------- label maps
+
+
+class MapLabelsd(MapTransform):
+    """Map raw label values to class indices and reject values the mapping does not know.
+
+    Args:
+        keys: Label keys.
+        label_map: ``binary`` (every value > 0 → 1), ``{raw: class}`` (0 → 0 implied), or None (identity).
+        num_classes: Classes including background; with ``label_map=None`` values must be in
+            ``[0, num_classes)``.
+        allow_missing_keys: Skip absent keys.
+    """
+
+    def __init__(
+        self, keys: Any, label_map: LabelMap, num_classes: int, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.label_map = check_label_map(label_map)
+        self.num_classes = num_classes
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Map every label key; raise ``ValueError`` naming the file on unexpected values."""
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.map(d[key])
+        return d
+
+    def map(self, label: torch.Tensor) -> torch.Tensor:
+        """The mapped label (a MetaTensor keeps its metadata)."""
+        array = label.as_tensor() if isinstance(label, MetaTensor) else torch.as_tensor(label)
+        values = torch.unique(array)
+        fractional = values[values != torch.round(values)]
+        if len(fractional):
+            raise ValueError(
+                f"label file {_source(label)} holds non-integer values {fractional[:8].tolist()}"
+                "; a label map must hold class indices (resampled with nearest-neighbour interpolation)"
+            )
+        if self.label_map == "binary":
+            allowed, expected = values >= 0, "values >= 0 (binary: > 0 → 1)"
+            mapped = (array > 0).to(array.dtype)
+        elif isinstance(self.label_map, dict):
+            keys = torch.tensor(sorted(self.label_map), dtype=values.dtype)
+            allowed, expected = torch.isin(values, keys), f"the label_map keys {sorted(self.label_map)}"
+            mapped = torch.zeros_like(array)
+            for raw, cls in self.label_map.items():
+                if cls:
+                    mapped[array == raw] = cls
+        else:
+            allowed = (values >= 0) & (values < self.num_classes)
+            expected, mapped = f"values in [0, {self.num_classes}) (num_classes={self.num_classes})", array
+        if not bool(allowed.all()):
+            bad = [int(v) if float(v).is_integer() else float(v) for v in values[~allowed].tolist()]
+            raise ValueError(
+                f"label file {_source(label)} holds unexpected label values {bad}; expected {expected}. "
+                "Set label_map (e.g. 'binary' or {raw value: class}) or num_classes to match the data"
+            )
+        if isinstance(label, MetaTensor):
+            return MetaTensor(mapped, meta=label.meta, applied_operations=label.applied_operations)
+        return mapped
+
+
+# ---------------------------------------------------------------------------------------------- cropping
+
+
+def above_minimum(image: torch.Tensor) -> torch.Tensor:
+    """Foreground for ``CropForegroundd``: voxels above their channel's minimum (all voxels if constant)."""
+    flat = image.reshape(image.shape[0], -1)
+    mask = image > flat.min(dim=1).values.reshape(-1, *([1] * (image.ndim - 1)))
+    return mask if bool(mask.any()) else torch.ones_like(mask)
+
+
+class PosNegCropd(Randomizable, MapTransform, MultiSampleTrait):
+    """``RandCropByPosNegLabeld`` that falls back to random crops on a volume without foreground.
+
+    ``RandCropByPosNegLabeld`` centres ``pos / (pos + neg)`` of its patches on foreground voxels; a volume
+    whose label is all background (a healthy case, or a crop that removed it) would make it warn on every
+    call or fail. Such volumes get ``RandSpatialCropSamplesd`` patches instead and one warning naming the case
+    (once per case and process).
+
+    Args:
+        keys: Keys to crop (image and label).
+        label_key: The label key.
+        spatial_size: Patch size (``(H, W, 1)`` for 2-D slices).
+        pos: Weight of foreground-centred patches.
+        neg: Weight of background-centred patches.
+        num_samples: Patches per volume.
+        case_key: Key holding the case id (for the warning).
+    """
+
+    def __init__(
+        self,
+        keys: Any,
+        label_key: str,
+        spatial_size: list[int],
+        pos: float = 1.0,
+        neg: float = 1.0,
+        num_samples: int = 1,
+        case_key: str = "case",
+    ) -> None:
+        MapTransform.__init__(self, keys)
+        self.label_key = label_key
+        self.case_key = case_key
+        self.pos = pos
+        self.balanced = RandCropByPosNegLabeld(keys, label_key, spatial_size, pos, neg, num_samples)
+        self.fallback = RandSpatialCropSamplesd(keys, spatial_size, num_samples, random_size=False)
+        self.warned: set[str] = set()
+
+    def set_random_state(
+        self, seed: int | None = None, state: np.random.RandomState | None = None
+    ) -> "PosNegCropd":
+        """Seed this transform and both croppers."""
+        super().set_random_state(seed, state)
+        self.balanced.set_random_state(seed, state)
+        self.fallback.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        """Randomness lives in the wrapped croppers."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:
+        """``num_samples`` patch dicts."""
+        label = data[self.label_key]
+        if self.pos > 0 and not bool((label > 0).any()):
+            case = str(data.get(self.case_key, _source(label)))
+            if case not in self.warned:
+                self.warned.add(case)
+                logger.warning(
+                    "case %s has no foreground voxel in its (preprocessed) label; its training patches are "
+                    "random crops instead of foreground-centred ones",
+                    case,
+                )
+            return self.fallback(data)
+        return self.balanced(data)
+
+
+# ------------------------------------------------------------------------------------------ voxel volume
+
+
+def voxel_volume_ml(affine: torch.Tensor | np.ndarray) -> float:
+    """Volume of one voxel in ml: product of the affine's column norms (mm) / 1000."""
+    linear = torch.as_tensor(affine, dtype=torch.float64)[:3, :3]
+    return float(linear.norm(dim=0).prod()) / 1000.0
+
+
+class VoxelVolumed(MapTransform):
+    """Add ``voxel_ml``: the voxel volume (ml, float64 scalar tensor) of ``keys`` from its current affine.
+
+    Args:
+        keys: The reference key (a MetaTensor, normally the image).
+        output_key: Where to store the volume.
+    """
+
+    def __init__(self, keys: Any, output_key: str = "voxel_ml") -> None:
+        super().__init__(keys)
+        self.output_key = output_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """The item with ``voxel_ml`` added."""
+        d = dict(data)
+        key = self.first_key(d)
+        d[self.output_key] = torch.tensor(voxel_volume_ml(d[key].affine), dtype=torch.float64)
+        return d
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Preprocessing and augmentation settings (see :class:`domains.medical.datamodule.MedicalDataModule`).
+
+    Attributes:
+        num_classes: Classes including background.
+        label_map: See :class:`MapLabelsd`.
+        spatial_dims: 3 (patches) or 2 (``(H, W)`` slices of the last spatial axis).
+        patch_size: Training patch, length ``spatial_dims``.
+        samples_per_volume: Patches cut per volume and epoch.
+        pos: Foreground-centred patch weight.
+        neg: Background-centred patch weight.
+        orientation: Axis codes for ``Orientationd`` or None to keep the file's.
+        pixdim: Target voxel size in mm, or None to keep the file's.
+        normalize: ``zscore``, ``range``, ``percentile`` or ``none``.
+        intensity_range: ``(a_min, a_max)`` for ``range``.
+        percentiles: ``(lower, upper)`` for ``percentile``.
+        crop_foreground: Crop to the foreground bounding box.
+        crop_margin: Voxels kept around it.
+        flip_prob: Probability of a flip, per spatial axis.
+        scale_prob: Probability of ``RandScaleIntensityd``.
+        shift_prob: Probability of ``RandShiftIntensityd``.
+        scale_factor: Scale ``v * (1 + U(-f, f))``.
+        shift_offset: Shift ``v + U(-o, o)``.
+    """
+
+    num_classes: int
+    label_map: LabelMap = None
+    spatial_dims: int = 3
+    patch_size: tuple[int, ...] = (32, 32, 32)
+    samples_per_volume: int = 2
+    pos: float = 1.0
+    neg: float = 1.0
+    orientation: str | None = "RAS"
+    pixdim: tuple[float, ...] | None = None
+    normalize: Normalize = "zscore"
+    intensity_range: tuple[float, float] | None = None
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    crop_foreground: bool = True
+    crop_margin: int = 0
+    flip_prob: float = 0.5
+    scale_prob: float = 0.5
+    shift_prob: float = 0.5
+    scale_factor: float = 0.1
+    shift_offset: float = 0.1
+
+    @property
+    def crop_size(self) -> list[int]:
+        """The 3-D crop: the patch, or ``(H, W, 1)`` in 2-D mode."""
+        return [*self.patch_size, 1] if self.spatial_dims == 2 else list(self.patch_size)
+
+
+def _normalisation(config: PipelineConfig) -> list[Any]:
+    if config.normalize == "zscore":
+        return [NormalizeIntensityd("image", nonzero=True, channel_wise=True)]
+    if config.normalize == "range":
+        if config.intensity_range is None:
+            raise ValueError("normalize='range' needs intensity_range=(a_min, a_max)")
+        a_min, a_max = config.intensity_range
+        return [ScaleIntensityRanged("image", a_min=a_min, a_max=a_max, b_min=0.0, b_max=1.0, clip=True)]
+    if config.normalize == "percentile":
+        lower, upper = config.percentiles
+        return [
+            ScaleIntensityRangePercentilesd(
+                "image", lower=lower, upper=upper, b_min=0.0, b_max=1.0, clip=True, channel_wise=True
+            )
+        ]
+    if config.normalize == "none":
+        return []
+    raise ValueError(f"normalize must be zscore, range, percentile or none, got {config.normalize!r}")
+
+
+def build_pipeline(config: PipelineConfig, stage: Stage) -> Compose:
+    """The MONAI ``Compose`` of a stage.
+
+    Args:
+        config: Preprocessing and augmentation settings.
+        stage: ``train`` (patches, augmentation, plain tensors), ``eval`` (whole volumes with label and
+            ``voxel_ml``, MetaTensors) or ``predict`` (whole images only, MetaTensors whose
+            ``applied_operations`` let ``Invertd`` map predictions back to the original space).
+
+    Returns:
+        The pipeline; items are ``{"case", "image", "label"}`` dicts of file paths (no ``label`` in predict).
+    """
+    keys = ["image"] if stage == "predict" else ["image", "label"]
+    modes = ["bilinear"] if stage == "predict" else ["bilinear", "nearest"]
+    xforms: list[Any] = [LoadImageFilesd(keys), EnsureChannelFirstd(keys)]
+    if config.orientation:
+        xforms.append(Orientationd(keys, axcodes=config.orientation, labels=RAS_LABELS))
+    if config.pixdim is not None:
+        xforms.append(Spacingd(keys, pixdim=list(config.pixdim), mode=modes))
+    if stage != "predict":
+        xforms.append(MapLabelsd("label", config.label_map, config.num_classes))
+    if config.crop_foreground:
+        xforms.append(
+            CropForegroundd(
+                keys,
+                "image",
+                select_fn=above_minimum,
+                margin=config.crop_margin,
+                allow_smaller=True,
+                start_coord_key=None,
+                end_coord_key=None,
+            )
+        )
+    xforms += _normalisation(config)
+    if stage == "train":
+        crop = config.crop_size
+        xforms += [
+            SpatialPadd(keys, spatial_size=crop),
+            PosNegCropd(keys, "label", crop, config.pos, config.neg, config.samples_per_volume),
+        ]
+        if config.spatial_dims == 2:
+            xforms.append(SqueezeDimd(keys, dim=3, update_meta=False))
+        xforms += [
+            RandFlipd(keys, prob=config.flip_prob, spatial_axis=axis) for axis in range(config.spatial_dims)
+        ]
+        xforms += [
+            RandScaleIntensityd("image", factors=config.scale_factor, prob=config.scale_prob),
+            RandShiftIntensityd("image", offsets=config.shift_offset, prob=config.shift_prob),
+            EnsureTyped(keys, dtype=torch.float32, track_meta=False),
+        ]
+    else:
+        if stage == "eval":
+            xforms.append(VoxelVolumed("image"))
+        xforms.append(EnsureTyped(keys, dtype=torch.float32))
+    return Compose(xforms)
