@@ -8,10 +8,12 @@ EXTRAS ?= finance,recsys,medical,dev
 SIM_DIR := data/finance/sim
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: demo demo-recsys test lint format bench lock clean-demo help
+.PHONY: demo demo-finance demo-medical demo-recsys test lint format bench lock clean-demo help
 
 help:
-	@echo "make demo   - create .venv, install, simulate a LOBSTER-format sample, train + test TLOB on it"
+	@echo "make demo   - create .venv, install, then demo-finance and demo-medical"
+	@echo "make demo-finance - simulate a LOBSTER-format sample, train + test TLOB on it"
+	@echo "make demo-medical - train + test AGUNet on the embedded MSD hippocampus cases, predict NIfTI masks"
 	@echo "make demo-recsys - simulate interaction sequences, train + test SASRec on them"
 	@echo "make test   - lint (ruff) and the test suite"
 	@echo "make bench  - CPU benchmarks (ratios against a reference measured in the same run)"
@@ -27,9 +29,19 @@ $(SIM_DIR)/.done: data/finance/simulate_lob.py | $(STAMP)
 	$(PY) data/finance/simulate_lob.py --out $(SIM_DIR) --days 4 --events 12000 --levels 10 --seed 0
 	touch $@
 
-demo: $(STAMP) $(SIM_DIR)/.done
+demo: demo-finance demo-medical
+
+demo-finance: $(STAMP) $(SIM_DIR)/.done
 	$(BIN)/attnlab fit --config configs/finance/tlob_lobster.yaml
 	$(BIN)/attnlab test --config configs/finance/tlob_lobster.yaml --ckpt_path best
+
+MEDICAL_DEMO := configs/medical/agunet_hippocampus.yaml
+
+demo-medical: $(STAMP)
+	$(BIN)/attnlab fit --config $(MEDICAL_DEMO)
+	$(BIN)/attnlab test --config $(MEDICAL_DEMO) --ckpt_path best
+	$(BIN)/attnlab predict --config $(MEDICAL_DEMO) --ckpt_path best \
+		--prediction_writer.output_dir runs/medical/agunet_hippocampus/predictions
 
 RECSYS_SIM := data/recsys/sim/recsys-sim.inter
 
@@ -57,6 +69,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.attention
 	$(PY) -m benchmarks.attention_mha
 	$(PY) -m benchmarks.tlob_throughput
+	$(PY) -m benchmarks.medical_throughput
 
 lock: $(STAMP)
 	@{ echo "# The tested set: every package 'make' installs, pinned. Regenerate with 'make lock' after an upgrade."; \
@@ -64,4 +77,4 @@ lock: $(STAMP)
 	  $(PY) -m pip freeze --exclude-editable | grep -v '^attnlab'; } > constraints.txt
 
 clean-demo:
-	rm -rf $(SIM_DIR) runs/finance/tlob_lobster
+	rm -rf $(SIM_DIR) runs/finance/tlob_lobster runs/medical/agunet_hippocampus

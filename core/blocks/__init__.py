@@ -5,6 +5,7 @@ from core.blocks.davit import ChannelBlock, ConvPosEnc, DualAttentionBlock, Spat
 from core.blocks.mlp import Mlp
 from core.blocks.perceiver import LatentLayer, PerceiverBlock
 from core.blocks.positional import sinusoidal_positions
+from core.blocks.token_map import TokenMixerMap, token_mixer_map
 from core.blocks.ultragen import TimestepGate, UltraGenBlock, timestep_embedding
 
 __all__ = [
@@ -17,7 +18,9 @@ __all__ = [
     "PerceiverBlock",
     "SpatialBlock",
     "TimestepGate",
+    "TokenMixerMap",
     "UltraGenBlock",
     "sinusoidal_positions",
     "timestep_embedding",
+    "token_mixer_map",
 ]

@@ -52,3 +52,20 @@ def test_dual_block_shapes_grads_and_grid_errors() -> None:
     assert block.spatial.attn.layer_idx == 0 and block.channel.attn.layer_idx == 1
     with pytest.raises(ValueError, match=r"grid \(5, 6\) holds 30 tokens"):
         block(x, (5, 6))
+
+
+def test_token_mixer_map_is_a_pre_norm_residual_over_flattened_positions() -> None:
+    from core.attention import NeighborhoodAttention
+    from core.blocks import TokenMixerMap, token_mixer_map
+
+    x = torch.randn(2, 8, 3, 4, 5)
+    block = TokenMixerMap(8, attention=partial(MultiHeadAttention, num_heads=2), spatial_dims=3)
+    tokens = x.flatten(2).transpose(1, 2)
+    expected = tokens + block.mixer(block.norm(tokens))
+    torch.testing.assert_close(block(x), expected.transpose(1, 2).reshape(x.shape))
+    # The grid reaches grid-aware mechanisms: 3-D neighbourhood attention needs it.
+    factory = token_mixer_map(partial(NeighborhoodAttention, num_heads=2, kernel_size=3))
+    mixer = factory(8, spatial_dims=3)
+    assert mixer(x).shape == x.shape
+    with pytest.raises(ValueError, match=r"expected x of shape \(B, 8, D, H, W\)"):
+        mixer(x[:, :4])

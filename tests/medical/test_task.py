@@ -67,6 +67,8 @@ def test_fit_resume_test_predict_in_original_space(tmp_path: Path, hippocampus: 
     )
     assert resumed.trainer.current_epoch == 2
 
+    validated = _run("validate", config, tmp_path, "--ckpt_path=best")
+    assert "val_dice" in validated.trainer.callback_metrics
     tested = _run("test", config, tmp_path, "--ckpt_path=best")
     metrics = tested.trainer.callback_metrics
     for key in ("test_dice", "test_dice_Anterior", "test_recall", "test_precision", "test_f1", "test_loss"):
@@ -143,6 +145,8 @@ def test_brats_configs_run(config: Path, brats: Path, tmp_path: Path) -> None:
             f"--trainer.default_root_dir={tmp_path}",
             *TINY,
             "--trainer.fast_dev_run=true",
+            "--trainer.precision=32-true",
+            "--data.num_workers=0",
             "--model.roi_size=[48, 48, 48]",
         ]
     )
