@@ -17,12 +17,21 @@ speedup ``flops_dense / flops``. Per mechanism and pattern it fits the growth ex
 Output: a Markdown table (stdout and ``<out>/attention.md``), a PNG of time and memory against N
 (``<out>/attention.png``) and the raw rows (``<out>/attention.json``).
 
+``--check-linear`` adds a pass/fail check for every mechanism whose registered complexity is linear in N
+(``O(N d^2)``, ``O(N w d)``, ...): between the two largest lengths (4× apart) its time and memory may grow
+by at most ``--linear-ratio`` (4.5×, i.e. linear with 12 % slack), while dense SDPA's ratio is printed
+beside it for contrast. The script then exits with status 1 if any mechanism fails. The issue's goal run:
+``python -m benchmarks.attention --check-linear --patterns noncausal_self causal_self spatial``
+``--lengths 4096 16384 65536`` (dense SDPA is only timed up to ``--dense-max-n``, 16,384 by default,
+since it grows quadratically).
+
 Run: ``python -m benchmarks.attention`` or ``attnlab bench attention`` (``--help`` for options).
 """
 
 import argparse
 import ctypes
 import inspect
+import itertools
 import json
 import math
 import re
@@ -39,7 +48,7 @@ from torch import nn
 from core.attention import CrossAttention, MultiHeadAttention, TokenMixer, list_mechanisms
 from core.attention.registry import MechanismInfo
 
-__all__ = ["BenchRow", "fit_exponent", "main", "run"]
+__all__ = ["BenchRow", "fit_exponent", "linear_check", "linear_in_n", "main", "run"]
 
 SELF_PATTERNS = ("noncausal_self", "causal_self")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -71,6 +80,54 @@ def fit_exponent(ns: Sequence[int], values: Sequence[float]) -> float | None:
     my = sum(p[1] for p in pts) / len(pts)
     var = sum((p[0] - mx) ** 2 for p in pts)
     return sum((p[0] - mx) * (p[1] - my) for p in pts) / var if var else None
+
+
+def linear_in_n(complexity: str) -> bool:
+    """Whether a registry complexity string such as ``O(N w d)`` is linear in the token count N.
+
+    Exactly one bare ``N`` factor and nothing else that grows with the input: ``N^2``, ``N^{3/2}``,
+    ``N log N``, ``sqrt(N)``, a context length ``M`` (the benchmark's cross patterns use ``M = N``) or the
+    grid sides ``H``, ``W`` (``√N`` each on a square grid) make it non-linear.
+    """
+    factors = re.findall(r"(?<![A-Za-z_])N(?![A-Za-z_])(\^\S+|²)?", complexity)
+    growing = re.search(r"(?<![A-Za-z_])[MHW](?![A-Za-z_])|log|sqrt", complexity, flags=re.IGNORECASE)
+    return len(factors) == 1 and not factors[0] and growing is None
+
+
+def linear_check(rows: Sequence["BenchRow"], linear: set[str], max_ratio: float) -> tuple[list[str], bool]:
+    """Growth of time and memory between the two largest lengths, per linear mechanism and pattern.
+
+    Returns:
+        Report lines, and whether every linear mechanism stayed within ``max_ratio``.
+    """
+    groups: dict[tuple[str, str], list[BenchRow]] = {}
+    for r in rows:
+        if r.fwd_ms is not None:
+            groups.setdefault((r.mechanism, r.pattern), []).append(r)
+    lines = [
+        "| mechanism | pattern | N → 4N | time ratio | memory ratio | check |",
+        "|---|---|---|---|---|---|",
+    ]
+    ok = True
+    for (mech, pattern), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r.n)
+        pairs = [(a, b) for a, b in itertools.pairwise(rs) if b.n == 4 * a.n]
+        if not pairs:
+            continue
+        a, b = pairs[-1]
+        t_a, t_b = (a.fwdbwd_ms or a.fwd_ms), (b.fwdbwd_ms or b.fwd_ms)
+        t_ratio = t_b / t_a
+        m_ratio = b.peak_mib / a.peak_mib if a.peak_mib and b.peak_mib else None
+        if mech in linear:
+            passed = t_ratio <= max_ratio and (m_ratio is None or m_ratio <= max_ratio)
+            ok &= passed
+            verdict = "PASS" if passed else "FAIL"
+        else:
+            verdict = "reference" if mech == "MultiHeadAttention" else "not linear"
+            if mech != "MultiHeadAttention":
+                continue
+        lines.append(f"| {mech} | {pattern} | {a.n} → {b.n} | {t_ratio:.2f} | {_fmt(m_ratio)} | {verdict} |")
+    return lines, ok
 
 
 class _PeakMemory:
@@ -229,6 +286,12 @@ def run(args: argparse.Namespace) -> list[BenchRow]:
                     rows.append(BenchRow(info.name, pattern, n, None, None, None, note=str(err)[:80]))
                     continue
                 key = (dense_pattern, n)
+                if n > args.dense_max_n:
+                    row = BenchRow(info.name, pattern, n, t_fwd, t_bwd, peak, note="dense not timed")
+                    rows.append(row)
+                    too_slow = (t_bwd or t_fwd) > args.max_ms
+                    print(_format_row(row), file=sys.stderr, flush=True)
+                    continue
                 if key not in dense_cache:
                     dense = _dense(dense_pattern, args.dim, args.heads).to(args.device_, args.dtype_)
                     dense_cache[key] = (*_measure(dense, "token", dense_pattern, n, args), dense)
@@ -354,6 +417,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-ms", type=float, default=3000.0, help="skip larger N for a mechanism once a step exceeds this"
     )
     parser.add_argument(
+        "--dense-max-n",
+        type=int,
+        default=16384,
+        help="largest N at which dense SDPA is timed as the reference (it grows quadratically)",
+    )
+    parser.add_argument(
+        "--check-linear",
+        action="store_true",
+        help="exit 1 if a mechanism of linear registered complexity grows faster than --linear-ratio",
+    )
+    parser.add_argument(
+        "--linear-ratio", type=float, default=4.5, help="allowed t(4N)/t(N) and memory ratio for the check"
+    )
+    parser.add_argument(
         "--kwargs",
         type=json.loads,
         default={},
@@ -386,8 +463,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "attention.md").write_text(report)
     (args.out / "attention.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
     plot(rows, args.out / "attention.png", header.lstrip("# "))
+    status = 0
+    if args.check_linear:
+        linear = {i.name for i in list_mechanisms() if linear_in_n(i.complexity)}
+        lines, ok = linear_check(rows, linear, args.linear_ratio)
+        verdict = "PASS" if ok else "FAIL"
+        text = "\n".join(
+            [
+                "",
+                f"Linear-growth check (t(4N)/t(N) and memory ratio <= {args.linear_ratio}): {verdict}",
+                "",
+                *lines,
+            ]
+        )
+        print(text)
+        with (args.out / "attention.md").open("a") as handle:
+            handle.write(text + "\n")
+        status = 0 if ok else 1
     print(f"wrote {args.out / 'attention.md'}, attention.json and attention.png", file=sys.stderr)
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -35,16 +35,31 @@ from core.attention.cross import CrossAttention
 from core.attention.danet import ChannelAttention, DualAttention, PositionAttention
 from core.attention.davit import ChannelGroupAttention, WindowAttention
 from core.attention.dcal import GlobalLocalCrossAttention, PairwiseCrossAttention, attention_rollout
+from core.attention.differential import DifferentialAttention, GroupedDifferentialAttention
+from core.attention.dma import DynamicMaskAttention
 from core.attention.dualtoken import DualTokenAttention
+from core.attention.flux import FluxAttention, FluxLayerRouter
 from core.attention.functional import causal_mask, reference_attention, sdpa
+from core.attention.gated_delta import GatedDeltaNet
 from core.attention.gates import AdditiveAttentionGate, ConcatAttentionGate
+from core.attention.head_mixing import HeadMixingAttention
+from core.attention.herseg import DualGatedLinearAttention
+from core.attention.hgrn2 import HGRN2
+from core.attention.infnet import INFNetProxyAttention
 from core.attention.large_kernel import SDLSKA
 from core.attention.layer_attention import LayerAttention
+from core.attention.lightning import LightningAttention
+from core.attention.linear import LinearAttention, linear_attention_chunked
+from core.attention.lla import LocalLinearAttention
 from core.attention.ltx import LTXCrossModalAttention
 from core.attention.lwga import LWGA
+from core.attention.mamba_mixer import MambaMixer
 from core.attention.masks import batch_mask, scene_mask, segment_conditional_mask
 from core.attention.medusa import MedusaAttention
 from core.attention.mha import MultiHeadAttention, default_heads_factory
+from core.attention.miras import Memora, MirasMemory, Moneta, Yaad
+from core.attention.moh import MoHAttention
+from core.attention.mossformer import MossFormerAttention
 from core.attention.neighborhood import NeighborhoodAttention
 from core.attention.overlock import ContMix
 from core.attention.perceiver import PerceiverCrossAttention
@@ -56,6 +71,8 @@ from core.attention.registry import (
     register_mechanism,
 )
 from core.attention.rope import apply_rope
+from core.attention.sparse_global import HydraSparseGlobalAttention, WindowedSparseAttention
+from core.attention.superlinear import SuperlinearAttention
 from core.attention.ultragen import (
     UltraGenAttention,
     UltraGenGlobalAttention,
@@ -67,6 +84,7 @@ __all__ = [
     "BACKENDS",
     "CBAM",
     "ECA",
+    "HGRN2",
     "LWGA",
     "SDLSKA",
     "AdditiveAttentionGate",
@@ -84,13 +102,32 @@ __all__ = [
     "ContMix",
     "CrossAttention",
     "CrossScaleFusion",
+    "DifferentialAttention",
     "DualAttention",
+    "DualGatedLinearAttention",
     "DualTokenAttention",
+    "DynamicMaskAttention",
+    "FluxAttention",
+    "FluxLayerRouter",
+    "GatedDeltaNet",
     "GlobalLocalCrossAttention",
+    "GroupedDifferentialAttention",
+    "HeadMixingAttention",
+    "HydraSparseGlobalAttention",
+    "INFNetProxyAttention",
     "LTXCrossModalAttention",
     "LayerAttention",
+    "LightningAttention",
+    "LinearAttention",
+    "LocalLinearAttention",
+    "MambaMixer",
     "MechanismInfo",
     "MedusaAttention",
+    "Memora",
+    "MirasMemory",
+    "MoHAttention",
+    "Moneta",
+    "MossFormerAttention",
     "MultiHeadAttention",
     "NeighborhoodAttention",
     "PairwiseCrossAttention",
@@ -102,12 +139,15 @@ __all__ = [
     "SpatialMixerFactory",
     "SpectralSE",
     "SqueezeExcitation",
+    "SuperlinearAttention",
     "TokenMixer",
     "UltraGenAttention",
     "UltraGenGlobalAttention",
     "UltraGenHierarchicalAttention",
     "UltraGenLocalAttention",
     "WindowAttention",
+    "WindowedSparseAttention",
+    "Yaad",
     "apply_rope",
     "attention_rollout",
     "batch_mask",
@@ -119,6 +159,7 @@ __all__ = [
     "grid_2d",
     "invert_mask",
     "linear_attention",
+    "linear_attention_chunked",
     "list_mechanisms",
     "mechanism_table",
     "normalize_mask",

@@ -83,6 +83,16 @@ class TokenMixer(nn.Module, metaclass=ABCMeta):
         self.num_layers = num_layers
         self.aux_loss: Tensor | None = None
 
+    def __getstate__(self) -> dict:
+        """Leave the last forward's ``aux_loss`` out of copies and pickles.
+
+        It is a transient, graph-attached tensor (a load-balancing or budget loss); ``copy.deepcopy`` of a
+        non-leaf tensor fails, which would break EMA and other callbacks that copy the model.
+        """
+        state = super().__getstate__()
+        state["aux_loss"] = None
+        return state
+
     def forward(
         self,
         x: Tensor,

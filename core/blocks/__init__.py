@@ -2,7 +2,9 @@
 
 from core.blocks.bcaf import BCAFBlock
 from core.blocks.davit import ChannelBlock, ConvPosEnc, DualAttentionBlock, SpatialBlock
+from core.blocks.hybrid import HybridBlock, HybridStack, hybrid_layout
 from core.blocks.mlp import Mlp
+from core.blocks.mossformer import FFConvM, MossFormerBlock, MossFormerStack
 from core.blocks.perceiver import LatentLayer, PerceiverBlock
 from core.blocks.positional import sinusoidal_positions
 from core.blocks.token_map import TokenMixerMap, token_mixer_map
@@ -13,13 +15,19 @@ __all__ = [
     "ChannelBlock",
     "ConvPosEnc",
     "DualAttentionBlock",
+    "FFConvM",
+    "HybridBlock",
+    "HybridStack",
     "LatentLayer",
     "Mlp",
+    "MossFormerBlock",
+    "MossFormerStack",
     "PerceiverBlock",
     "SpatialBlock",
     "TimestepGate",
     "TokenMixerMap",
     "UltraGenBlock",
+    "hybrid_layout",
     "sinusoidal_positions",
     "timestep_embedding",
     "token_mixer_map",

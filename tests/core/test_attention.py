@@ -338,3 +338,22 @@ def test_spatial_and_gate_protocols_check_shapes() -> None:
         Scale(3, spatial_dims=3)
     with pytest.raises(ValueError, match="batch size"):
         Pass(2, 2)(torch.ones(1, 2, 4, 4), torch.ones(2, 2, 2, 2))
+
+
+def test_a_mixer_with_a_graph_attached_aux_loss_can_be_copied() -> None:
+    import copy
+
+    mixer = MultiHeadAttention(8, num_heads=2)
+    x = torch.randn(2, 5, 8, requires_grad=True)
+    mixer.aux_loss = mixer(x).square().mean()  # what MoH / Flux leave after a training forward
+    clone = copy.deepcopy(mixer)
+    assert clone.aux_loss is None and mixer.aux_loss is not None
+    torch.testing.assert_close(clone(x), mixer(x))
+
+
+def test_docs_list_every_registered_mechanism() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "attention.md").read_text()
+    missing = [i.name for i in list_mechanisms() if f"| {i.name} |" not in docs]
+    assert not missing, f"docs/attention.md lacks {missing}: paste `attnlab attention list` into its table"

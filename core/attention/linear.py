@@ -1,0 +1,371 @@
+"""Linear attention ("Transformers are RNNs") and the shared chunked linear-attention kernel.
+
+Paper: Katharopoulos, Vyas, Pappas, Fleuret, "Transformers are RNNs: Fast Autoregressive Transformers with
+Linear Attention", ICML 2020 (arXiv 2006.16236). Official code: ``idiap/fast-transformers``
+(``attention/linear_attention.py``, ``causal_linear_attention.py``); not read in this session, the
+equations below are the paper's.
+
+**Kernelised attention.** With a feature map ``φ`` (``elu(x) + 1`` in the paper) the softmax kernel is
+replaced by ``φ(q_i)ᵀ φ(k_j)``, so per head::
+
+    out_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ  /  φ(q_i)ᵀ Σ_j φ(k_j)                         (non-causal)
+    S_i = S_{i-1} + φ(k_i) v_iᵀ,  z_i = z_{i-1} + φ(k_i),  out_i = φ(q_i)ᵀ S_i / φ(q_i)ᵀ z_i   (causal)
+
+computed right-to-left in ``O(N D Dv)``; the causal form is an RNN with a ``D × Dv`` matrix state.
+
+**Normalisation** (``normalization``). ``"denominator"`` is the paper's. As in
+:func:`core.attention.care.linear_attention` the ``ε`` guard is relative to the mean key:
+``out_i = num_i / (den_i + ε · max(n_i, 1))`` with ``n_i`` the number of keys query ``i`` attends, i.e.
+``(num_i / n_i) / (den_i / n_i + ε)``; a query with no key gets zeros. ``"layernorm"`` and ``"rmsnorm"``
+drop the denominator and normalise the concatenated head outputs instead: TransNormer's *NormAttention*
+(Qin et al., "The Devil in Linear Transformer", EMNLP 2022), ``O = Norm(φ(Q) (φ(K)ᵀ V))``, which avoids the
+unbounded gradients of a small denominator.
+
+**Feature maps** (``feature_map``). The denominator is only a valid normaliser when ``φ(q)ᵀ φ(k) >= 0``, so
+``"denominator"`` accepts the non-negative maps ``"elu"`` (``elu(x) + 1``, the paper's, default) and
+``"relu"``. The norm variants also accept ``"silu"`` (TransNormerLLM's ``φ``) and ``"identity"``.
+
+**Chunked causal form** (:func:`linear_attention_chunked`, the training path). Tokens are cut into chunks
+of ``c``. With the state ``(S, z)`` after the previous chunk, chunk ``Q_c, K_c, V_c`` gives::
+
+    num = (Q_c K_cᵀ ⊙ M) V_c + Q_c S,      den = (Q_c K_cᵀ ⊙ M) 1 + Q_c z,
+    S ← S + K_cᵀ V_c,                      z ← z + K_cᵀ 1
+
+with ``M`` the lower-triangular ``c × c`` mask: a masked quadratic product inside the chunk and the
+carried state between chunks. An optional per-head decay ``λ_h = exp(-a_h)`` (used by
+:mod:`core.attention.lightning`) turns ``M`` into ``M_ts = λ^{t-s}`` (``s <= t``), scales ``Q_c S`` by
+``λ^{t+1}`` and the state update by ``λ^{c-1-s}`` and ``λ^c``. Work is ``O(N c D + N D Dv)``, memory
+``O(N c)`` for the intra-chunk scores plus one ``D × Dv`` state per chunk kept for the backward pass: no
+``(N, N)`` tensor and no prefix sum over ``(N, D, Dv)``. The last chunk may be shorter (``N`` need not be
+a multiple of ``c``). :func:`linear_attention_recurrent` is the token-by-token reference
+(``mode="recurrent"``).
+
+**Masks.** Only key padding (``(B, N)``, or a mask broadcasting as ``(B | 1, 1, 1, N)``): padded keys are
+zeroed after the feature map, so they add nothing to any sum. Outputs at padded positions are computed
+but meaningless.
+
+Differences from the official code:
+
+* fast-transformers adds ``ε`` to the summed denominator; ours is relative to the mean key (see above),
+  which makes ``ε`` independent of the sequence length. Same results up to ``ε``.
+* Its causal path is a custom CUDA/CPU prefix-sum kernel; ours is the chunked PyTorch form above (CPU and
+  GPU alike, autograd for the backward pass).
+* The paper has no output normalisation; ``"layernorm"`` / ``"rmsnorm"`` are TransNormer's alternative.
+* Projections have no bias by default (``qkv_bias``) and the output projection has one, like
+  :class:`~core.attention.mha.MultiHeadAttention` defaults elsewhere in the library.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.attention.base import TokenMixer
+from core.attention.care import feature_map_fn
+from core.attention.gated_delta import key_padding_mask
+from core.attention.mha import merge_heads, split_heads
+from core.attention.registry import register_mechanism
+
+__all__ = [
+    "LinearAttention",
+    "LinearFeatureMap",
+    "Normalization",
+    "linear_attention_chunked",
+    "linear_attention_recurrent",
+    "linear_feature_map",
+]
+
+LinearFeatureMap = Literal["elu", "relu", "silu", "identity"]
+Normalization = Literal["denominator", "layernorm", "rmsnorm"]
+Mode = Literal["chunk", "recurrent"]
+
+POSITIVE_MAPS = ("elu", "relu")
+
+
+def linear_feature_map(name: LinearFeatureMap) -> Callable[[Tensor], Tensor]:
+    """``φ`` by name: ``elu`` (``elu(x) + 1``) and ``relu`` (CARE's helper), ``silu``, ``identity``."""
+    if name == "silu":
+        return F.silu
+    if name == "identity":
+        return lambda t: t
+    if name in POSITIVE_MAPS:
+        return feature_map_fn(name)
+    raise ValueError(f"feature_map must be one of elu, relu, silu, identity; got {name!r}")
+
+
+def _check(owner: str, q: Tensor, k: Tensor, v: Tensor, causal: bool, key_mask: Tensor | None) -> None:
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4 or k.shape[:3] != v.shape[:3] or q.shape[:2] != k.shape[:2]:
+        raise ValueError(
+            f"{owner}: expected q (B, H, N, D), k (B, H, M, D), v (B, H, M, Dv), got "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"{owner}: q and k must share D, got {q.shape[-1]} and {k.shape[-1]}")
+    if causal and q.shape[2] != k.shape[2]:
+        raise ValueError(f"{owner}: causal needs as many queries as keys, got N={q.shape[2]}, M={k.shape[2]}")
+    b, m = k.shape[0], k.shape[2]
+    if key_mask is not None and (key_mask.dtype != torch.bool or key_mask.shape != (b, m)):
+        raise ValueError(
+            f"{owner}: key_mask must be boolean of shape ({b}, {m}), "
+            f"got {key_mask.dtype} {tuple(key_mask.shape)}"
+        )
+
+
+def _decay_rates(owner: str, log_decay: Tensor | None, heads: int, causal: bool) -> Tensor | None:
+    if log_decay is None:
+        return None
+    if not causal:
+        raise ValueError(f"{owner}: log_decay (a decay over positions) needs causal=True")
+    if log_decay.shape != (heads,):
+        raise ValueError(f"{owner}: log_decay must have shape ({heads},), got {tuple(log_decay.shape)}")
+    return log_decay
+
+
+def _mask_keys(k: Tensor, key_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Zero padded keys; return them and the ``(B | 1, 1, M, 1)`` validity as a float."""
+    if key_mask is None:
+        return k, k.new_ones(1, 1, k.shape[2], 1)
+    valid = key_mask[:, None, :, None].to(k.dtype)
+    return k * valid, valid
+
+
+def linear_attention_chunked(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    causal: bool = False,
+    chunk_size: int = 64,
+    log_decay: Tensor | None = None,
+    normalize: bool = True,
+    eps: float = 1e-6,
+    key_mask: Tensor | None = None,
+) -> Tensor:
+    """Linear attention on feature-mapped ``(B, H, N, D)`` tensors; causal via the chunked form.
+
+    Args:
+        q: Query features ``φ(q)`` ``(B, H, N, D)`` (the feature map is not applied here).
+        k: Key features ``φ(k)`` ``(B, H, M, D)``.
+        v: Values ``(B, H, M, Dv)``.
+        causal: Query ``i`` attends keys ``j <= i`` (needs ``N == M``).
+        chunk_size: Chunk length ``c`` of the causal form.
+        log_decay: Optional per-head decay rates ``a_h >= 0`` ``(H,)``; key ``j`` is weighted by
+            ``exp(-a_h (i - j))`` for query ``i``. Causal only.
+        normalize: Divide by the kernel sum (``num / (den + ε · max(n_i, 1))``); False returns ``num``.
+        eps: Relative guard of the denominator.
+        key_mask: Optional boolean key padding ``(B, M)``, True = real token.
+
+    Returns:
+        ``(B, H, N, Dv)``.
+
+    Raises:
+        ValueError: On mismatched shapes, a bad mask, ``chunk_size < 1`` or a decay without ``causal``.
+    """
+    owner = "linear_attention_chunked"
+    _check(owner, q, k, v, causal, key_mask)
+    if chunk_size < 1:
+        raise ValueError(f"{owner}: chunk_size must be positive, got {chunk_size}")
+    rates = _decay_rates(owner, log_decay, q.shape[1], causal)
+    k, valid = _mask_keys(k, key_mask)
+    if not causal:
+        num = q @ (k.transpose(-2, -1) @ v)
+        if not normalize:
+            return num
+        den = q @ k.sum(dim=2).unsqueeze(-1)  # (B, H, N, 1)
+        count = valid.sum(dim=2, keepdim=True).clamp_min(1.0)
+        return num / (den + eps * count)
+    b, h, n, d = q.shape
+    dv = v.shape[-1]
+    c = min(chunk_size, n)
+    pos = torch.arange(c, device=q.device)
+    diff = (pos[:, None] - pos[None, :]).to(q.dtype)  # t - s
+    if rates is None:
+        intra = (diff >= 0).to(q.dtype)  # (c, c)
+    else:
+        a = rates.to(q.dtype)[:, None, None]
+        intra = torch.exp(torch.where(diff >= 0, -a * diff, float("-inf")))  # (H, c, c): λ^{t-s}
+        q_decay = torch.exp(-a[..., 0] * (pos + 1).to(q.dtype))[..., None]  # (H, c, 1): λ^{t+1}
+    state = q.new_zeros(b, h, d, dv)
+    z = q.new_zeros(b, h, d, 1)
+    outs = []
+    for start in range(0, n, c):
+        length = min(c, n - start)
+        qc, kc, vc = (t[:, :, start : start + length] for t in (q, k, v))
+        scores = (qc @ kc.transpose(-2, -1)) * intra[..., :length, :length]
+        q_in = qc
+        if rates is not None:
+            q_in = qc * q_decay[:, :length]
+            k_w = kc * torch.exp(-a[..., 0] * (length - 1 - pos[:length]).to(q.dtype))[..., None]
+            block = torch.exp(-a * length)  # (H, 1, 1): λ^c
+        else:
+            k_w, block = kc, None
+        num = scores @ vc + q_in @ state
+        if normalize:
+            den = scores.sum(dim=-1, keepdim=True) + q_in @ z
+        k_t = k_w.transpose(-2, -1)
+        state = (state if block is None else block * state) + k_t @ vc
+        if normalize:
+            z = (z if block is None else block * z) + k_t.sum(dim=-1, keepdim=True)
+            outs.append((num, den))
+        else:
+            outs.append((num, None))
+    num = torch.cat([o[0] for o in outs], dim=2)
+    if not normalize:
+        return num
+    den = torch.cat([o[1] for o in outs], dim=2)
+    count = valid.cumsum(dim=2).clamp_min(1.0)
+    return num / (den + eps * count)
+
+
+def linear_attention_recurrent(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    log_decay: Tensor | None = None,
+    normalize: bool = True,
+    eps: float = 1e-6,
+    key_mask: Tensor | None = None,
+) -> Tensor:
+    """Causal reference per token: ``S_t = λ S_{t-1} + φ(k_t) v_tᵀ``, ``out_t = φ(q_t)ᵀ S_t / φ(q_t)ᵀ z_t``.
+
+    Same arguments and result as :func:`linear_attention_chunked` with ``causal=True``; ``λ = 1`` without
+    ``log_decay``. Slow (one step per token); for tests and debugging.
+    """
+    owner = "linear_attention_recurrent"
+    _check(owner, q, k, v, True, key_mask)
+    rates = _decay_rates(owner, log_decay, q.shape[1], True)
+    k, valid = _mask_keys(k, key_mask)
+    b, h, n, d = q.shape
+    lam = None if rates is None else torch.exp(-rates.to(q.dtype))[:, None, None]  # (H, 1, 1)
+    state = q.new_zeros(b, h, d, v.shape[-1])
+    z = q.new_zeros(b, h, d, 1)
+    outs = []
+    count = valid.cumsum(dim=2).clamp_min(1.0)
+    for t in range(n):
+        kt, vt, qt = k[:, :, t, :, None], v[:, :, t, None, :], q[:, :, t, None, :]
+        state = (state if lam is None else lam * state) + kt @ vt
+        z = (z if lam is None else lam * z) + kt
+        num = qt @ state  # (B, H, 1, Dv)
+        if normalize:
+            num = num / (qt @ z + eps * count[:, :, t, None])
+        outs.append(num)
+    return torch.cat(outs, dim=2)
+
+
+@register_mechanism(
+    paper="Katharopoulos et al. 2020, Transformers are RNNs: Fast Autoregressive Transformers with Linear "
+    "Attention",
+    complexity="O(N d^2)",
+    example_kwargs={"num_heads": 2, "chunk_size": 4},
+)
+class LinearAttention(TokenMixer):
+    """Multi-head kernelised linear attention, non-causal ``O(N d²)`` or causal in chunks.
+
+    Args:
+        dim: Channel dimension ``C``; must be divisible by ``num_heads``.
+        num_heads: Number of heads; head size ``C / num_heads``.
+        feature_map: ``elu`` (``elu(x) + 1``, the paper's), ``relu``; with a norm also ``silu``,
+            ``identity``.
+        normalization: ``denominator`` (the paper's), or ``layernorm`` / ``rmsnorm`` on the concatenated
+            head outputs without a denominator (TransNormer's NormAttention).
+        chunk_size: Chunk length of the causal chunked form.
+        mode: ``chunk`` (parallel, trainable) or ``recurrent`` (token-by-token reference; causal only,
+            the non-causal form has no recurrence and is the same in both modes).
+        qkv_bias: Bias of the q/k/v projection.
+        proj_bias: Bias of the output projection.
+        eps: Relative guard of the denominator.
+        layer_idx: Index of the owning layer.
+        num_layers: Depth of the owning stack.
+    """
+
+    supports_mask = True
+    supports_causal = True
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        num_heads: int = 4,
+        feature_map: LinearFeatureMap = "elu",
+        normalization: Normalization = "denominator",
+        chunk_size: int = 64,
+        mode: Mode = "chunk",
+        qkv_bias: bool = False,
+        proj_bias: bool = True,
+        eps: float = 1e-6,
+        layer_idx: int = 0,
+        num_layers: int = 1,
+    ) -> None:
+        super().__init__(dim, layer_idx=layer_idx, num_layers=num_layers)
+        if num_heads < 1 or dim % num_heads:
+            raise ValueError(f"LinearAttention: dim={dim} must be divisible by num_heads={num_heads}")
+        if normalization not in ("denominator", "layernorm", "rmsnorm"):
+            raise ValueError(
+                "LinearAttention: normalization must be denominator, layernorm or rmsnorm, "
+                f"got {normalization!r}"
+            )
+        linear_feature_map(feature_map)
+        if normalization == "denominator" and feature_map not in POSITIVE_MAPS:
+            raise ValueError(
+                f"LinearAttention: feature_map={feature_map!r} can be negative, so the denominator is no "
+                "normaliser; use elu or relu, or normalization='layernorm' / 'rmsnorm'"
+            )
+        if chunk_size < 1:
+            raise ValueError(f"LinearAttention: chunk_size must be positive, got {chunk_size}")
+        if mode not in ("chunk", "recurrent"):
+            raise ValueError(f"LinearAttention: mode must be 'chunk' or 'recurrent', got {mode!r}")
+        self.num_heads = num_heads
+        self.feature_map: LinearFeatureMap = feature_map
+        self.normalization: Normalization = normalization
+        self.chunk_size = chunk_size
+        self.mode: Mode = mode
+        self.eps = eps
+        self.phi = linear_feature_map(feature_map)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        if normalization == "layernorm":
+            self.norm: nn.Module = nn.LayerNorm(dim)
+        elif normalization == "rmsnorm":
+            self.norm = nn.RMSNorm(dim)
+        else:
+            self.norm = nn.Identity()
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+
+    def mix(
+        self,
+        x: Tensor,
+        *,
+        grid: Sequence[int] | None,
+        mask: Tensor | None,
+        is_causal: bool,
+        context: Tensor | None,
+    ) -> Tensor:
+        """Project, apply ``φ``, attend linearly per head, normalise and project back."""
+        b, n, _ = x.shape
+        valid = key_padding_mask(mask, b, n, "LinearAttention")
+        q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        q, k = self.phi(q), self.phi(k)
+        normalize = self.normalization == "denominator"
+        if is_causal and self.mode == "recurrent":
+            out = linear_attention_recurrent(q, k, v, normalize=normalize, eps=self.eps, key_mask=valid)
+        else:
+            out = linear_attention_chunked(
+                q,
+                k,
+                v,
+                causal=is_causal,
+                chunk_size=self.chunk_size,
+                normalize=normalize,
+                eps=self.eps,
+                key_mask=valid,
+            )
+        return self.proj(self.norm(merge_heads(out)))
+
+    def extra_repr(self) -> str:
+        """Add heads, feature map, normalisation, chunk size and mode to the default representation."""
+        return (
+            f"{super().extra_repr()}, num_heads={self.num_heads}, feature_map={self.feature_map}, "
+            f"normalization={self.normalization}, chunk_size={self.chunk_size}, mode={self.mode}"
+        )
