@@ -116,22 +116,32 @@ def test_mechanisms_swap_through_the_cli(swap: list[str], tmp_path: Path) -> Non
     assert any(type(m).__name__ == name for m in cli.model.modules()), f"{name} not in the network"
 
 
-def test_qtseg_trains_on_slices_and_evaluates_volumes(tmp_path: Path) -> None:
+def test_qtseg_trains_on_slices_and_predicts_volumes(tmp_path: Path) -> None:
     config = REPO / "configs" / "medical" / "qtseg_hippocampus.yaml"
+    common = [
+        f"--config={config}",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+        "--data.cache=none",
+        "--model.channels=[8]",
+    ]
     cli = main(
         [
             "fit",
-            f"--config={config}",
-            f"--trainer.default_root_dir={tmp_path}",
-            "--trainer.fast_dev_run=true",
-            "--trainer.enable_progress_bar=false",
-            "--data.cache=none",
-            "--model.channels=[8]",
+            *common,
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=1",
+            "--trainer.check_val_every_n_epoch=1",
         ]
     )
     assert cli.trainer.state.finished
     assert cli.model.hparams.spatial_dims == 2
-    assert "val_dice" in cli.trainer.callback_metrics
+    assert "val_dice" in cli.trainer.callback_metrics  # 2-D network, 3-D sliding-window validation
+    out = tmp_path / "predictions"
+    main(["predict", *common, "--ckpt_path=best", f"--prediction_writer.output_dir={out}"])
+    written = sorted(out.glob("*_seg.nii.gz"))
+    assert len(written) == 2
+    assert len(nib.load(written[0]).shape) == 3
 
 
 @pytest.mark.slow
