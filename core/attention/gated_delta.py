@@ -282,6 +282,8 @@ class GatedDeltaNet(TokenMixer):
         num_layers: Depth of the owning stack.
     """
 
+    paths = "chunked PyTorch (CPU + GPU); no fused Triton kernel"
+
     supports_mask = True
     supports_causal = True
     causal_only = True

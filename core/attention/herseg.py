@@ -122,6 +122,8 @@ class DualGatedLinearAttention(TokenMixer):
         num_layers: Depth of the owning stack.
     """
 
+    paths = "PyTorch (CPU + GPU)"
+
     supports_mask = True
     supports_causal = False
 

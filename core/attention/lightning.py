@@ -161,6 +161,8 @@ class LightningAttention(TokenMixer):
         num_layers: Depth of the owning stack (sets the decay).
     """
 
+    paths = "chunked PyTorch (CPU + GPU); no fused Triton kernel"
+
     supports_mask = True
     supports_causal = True
 

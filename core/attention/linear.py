@@ -281,6 +281,8 @@ class LinearAttention(TokenMixer):
         num_layers: Depth of the owning stack.
     """
 
+    paths = "chunked PyTorch (CPU + GPU); no fused Triton kernel"
+
     supports_mask = True
     supports_causal = True
 

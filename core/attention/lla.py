@@ -291,6 +291,8 @@ class LocalLinearAttention(TokenMixer):
         num_layers: Depth of the owning stack.
     """
 
+    paths = "blockwise PyTorch (CPU + GPU); no FlashLLA kernel"
+
     supports_mask = True
     supports_causal = True
 

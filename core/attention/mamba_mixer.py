@@ -224,6 +224,8 @@ class MambaMixer(TokenMixer):
         num_layers: Depth of the owning stack.
     """
 
+    paths = "chunked PyTorch scan (CPU + GPU); no fused selective-scan kernel"
+
     supports_mask = True
     supports_causal = True
 

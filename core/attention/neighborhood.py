@@ -562,6 +562,8 @@ class NeighborhoodAttention(HeadedAttention):
         num_layers: Depth of the owning stack.
     """
 
+    paths = "sdpa blocked (CPU + GPU), reference; flex and natten on GPU"
+
     supports_mask = True
     supports_causal = True
 

@@ -33,6 +33,8 @@ Kind = Literal["token", "spatial", "gate", "module"]
 __all__ = ["MechanismInfo", "get_mechanism", "list_mechanisms", "mechanism_table", "register_mechanism"]
 
 PATTERNS = ("noncausal_self", "causal_self", "noncausal_cross", "causal_cross")
+DEFAULT_PATHS = "PyTorch / SDPA (CPU + GPU)"
+"""What ``attnlab attention list`` shows for a class without a ``paths`` attribute (its execution paths)."""
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,9 @@ def list_mechanisms(kind: Kind | None = None) -> list[MechanismInfo]:
 def mechanism_table(kind: Kind | None = None) -> str:
     """A Markdown table of the registered mechanisms, for ``attnlab attention list`` and the docs."""
     rows = [
-        "| name | kind | paper | complexity | mask | causal | causal only | cross | grid | patterns |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| name | kind | paper | complexity | mask | causal | causal only | cross | grid | patterns "
+        "| CPU/GPU paths |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for info in list_mechanisms(kind):
         f = info.flags
@@ -161,6 +164,6 @@ def mechanism_table(kind: Kind | None = None) -> str:
         rows.append(
             f"| {info.name} | {info.kind} | {info.paper} | {info.complexity} | "
             + " | ".join(marks)
-            + f" | {', '.join(info.patterns)} |"
+            + f" | {', '.join(info.patterns)} | {getattr(info.cls, 'paths', DEFAULT_PATHS)} |"
         )
     return "\n".join(rows)
