@@ -190,9 +190,10 @@ def linear_attention_chunked(
     state = q.new_zeros(b, h, d, dv)
     z = q.new_zeros(b, h, d, 1)
     outs = []
-    for start in range(0, n, c):
-        length = min(c, n - start)
-        qc, kc, vc = (t[:, :, start : start + length] for t in (q, k, v))
+    # Split once: slicing inside the loop would make autograd build a full-size gradient per chunk, which
+    # turns the backward pass quadratic in N.
+    for qc, kc, vc in zip(*(t.split(c, dim=2) for t in (q, k, v)), strict=True):
+        length = qc.shape[2]
         scores = (qc @ kc.transpose(-2, -1)) * intra[..., :length, :length]
         q_in = qc
         if rates is not None:

@@ -107,13 +107,14 @@ def selective_scan_chunked(
     """
     if chunk_size < 1:
         raise ValueError(f"selective_scan: chunk_size must be positive, got {chunk_size}")
-    bsz, length, e = u.shape
+    bsz, _, e = u.shape
     h = u.new_zeros(bsz, e, a.shape[1])
     ys = []
-    for t0 in range(0, length, chunk_size):
-        sl = slice(t0, t0 + chunk_size)
-        log_a = delta[:, sl, :, None] * a  # (B, L, E, S): log of Ā_t, ≤ 0
-        inc = (delta[:, sl] * u[:, sl])[..., None] * b[:, sl, None, :]  # B̄_t u_t
+    # Split once (slicing inside the loop makes the backward pass quadratic in T, see linear.py).
+    pieces = zip(*(t.split(chunk_size, dim=1) for t in (u, delta, b, c)), strict=True)
+    for u_c, delta_c, b_c, c_c in pieces:
+        log_a = delta_c[..., None] * a  # (B, L, E, S): log of Ā_t, ≤ 0
+        inc = (delta_c * u_c)[..., None] * b_c[:, :, None, :]  # B̄_t u_t
         size, shift = log_a.shape[1], 1
         while shift < size:  # element t composes the maps of (t − 2·shift, t] after this step
             prev_inc = F.pad(inc[:, :-shift], (0, 0, 0, 0, shift, 0))
@@ -122,7 +123,7 @@ def selective_scan_chunked(
             log_a = log_a + prev_log
             shift *= 2
         states = torch.exp(log_a) * h[:, None] + inc  # (B, L, E, S)
-        ys.append((states * c[:, sl, None, :]).sum(-1))
+        ys.append((states * c_c[:, :, None, :]).sum(-1))
         h = states[:, -1]
     return torch.cat(ys, dim=1) + d * u
 

@@ -242,15 +242,18 @@ def miras_chunked(
             f"miras: the exact chunked form needs bias='l2' and retention='l2', "
             f"got {cfg.bias!r}, {cfg.retention!r}"
         )
-    b, h, length, dk = k.shape
+    b, h, _, dk = k.shape
     a = k.new_zeros(b, h, v.shape[-1], dk)
     fn = functools.partial(_chunk, cfg=cfg, exact=exact)
     recompute = cfg.retention != "l2" and torch.is_grad_enabled()
     ys = []
-    for t0 in range(0, length, chunk_size):
-        sl = slice(t0, t0 + chunk_size)
-        args = (a, q[:, :, sl], k[:, :, sl], v[:, :, sl], log_alpha[..., sl], eta[..., sl])
-        extra = (None if delta is None else delta[..., sl], scale)
+    # Split once (slicing inside the loop makes the backward pass quadratic in N, see linear.py).
+    parts = [t.split(chunk_size, dim=2) for t in (q, k, v)]
+    parts += [t.split(chunk_size, dim=-1) for t in (log_alpha, eta)]
+    deltas = delta.split(chunk_size, dim=-1) if delta is not None else [None] * len(parts[0])
+    for qc, kc, vc, alpha_c, eta_c, delta_c in zip(*parts, deltas, strict=True):
+        args = (a, qc, kc, vc, alpha_c, eta_c)
+        extra = (delta_c, scale)
         y, a = checkpoint(fn, *args, *extra, use_reentrant=False) if recompute else fn(*args, *extra)
         ys.append(y)
     return torch.cat(ys, dim=2)
