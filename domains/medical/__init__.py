@@ -15,6 +15,6 @@ for _module in ("monai", "nibabel", "scipy"):
 from domains.medical.datamodule import CaseFolderDataModule, DecathlonDataModule, MedicalDataModule  # noqa: E402
 from domains.medical.module import SegmentationTask  # noqa: E402
 
-register_data_links("in_channels", "num_classes", "spatial_dims", "patch_size", "class_names")
+register_data_links("in_channels", "num_classes", "spatial_dims", "patch_size", "label_names")
 
 __all__ = ["CaseFolderDataModule", "DecathlonDataModule", "MedicalDataModule", "SegmentationTask"]

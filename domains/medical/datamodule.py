@@ -366,6 +366,11 @@ class MedicalDataModule(pl.LightningDataModule):
         if hasattr(self, "_hparams_initial"):
             self._hparams_initial = copy.deepcopy(self._hparams)
 
+    @property
+    def label_names(self) -> list[str]:
+        """``class_names`` under the name the CLI links into the segmentation task's ``label_names``."""
+        return list(self.class_names)
+
     def _class_names(self, dataset_labels: dict[int, str]) -> list[str]:
         names = self._requested["class_names"]
         if names is not None:

@@ -91,7 +91,9 @@ class SegmentationTask(BaseTask):
         num_classes: Classes including background (linked from the data).
         spatial_dims: 3 for volumes, 2 for slices (linked from the data).
         patch_size: Training patch size (linked from the data).
-        class_names: Class names, background first, for the per-class metric names (linked from the data;
+        label_names: Class names, background first, for the per-class metric names (linked from the data's
+            ``label_names``, i.e. its ``class_names``; the distinct name keeps the link away from other
+            domains' datamodules that also have ``class_names``;
             default ``background``, ``class1``, ...).
         pretrained: Checkpoint to initialise the weights from (fine-tuning).
     """
@@ -124,7 +126,7 @@ class SegmentationTask(BaseTask):
         num_classes: int | None = None,
         spatial_dims: Literal[2, 3] | None = None,
         patch_size: list[int] | None = None,
-        class_names: list[str] | None = None,
+        label_names: list[str] | None = None,
         pretrained: str | None = None,
     ) -> None:
         require("monai", "medical")
@@ -195,10 +197,10 @@ class SegmentationTask(BaseTask):
     @property
     def class_names(self) -> list[str]:
         """The linked class names, else ``background``, ``class1``, ``class2``, ..."""
-        names, num_classes = self.hparams.class_names, self.hparams.num_classes
+        names, num_classes = self.hparams.label_names, self.hparams.num_classes
         if names is not None and len(names) != num_classes:
             raise ValueError(
-                f"SegmentationTask: {len(names)} class_names {names} for num_classes={num_classes}"
+                f"SegmentationTask: {len(names)} label_names {names} for num_classes={num_classes}"
             )
         return list(names) if names else ["background"] + [f"class{i}" for i in range(1, num_classes)]
 
