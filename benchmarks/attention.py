@@ -29,7 +29,6 @@ Run: ``python -m benchmarks.attention`` or ``attnlab bench attention`` (``--help
 """
 
 import argparse
-import ctypes
 import inspect
 import itertools
 import json
@@ -45,6 +44,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmarks.memory import peak_rss_mib
 from core.attention import CrossAttention, MultiHeadAttention, TokenMixer, list_mechanisms
 from core.attention.registry import MechanismInfo
 
@@ -135,38 +135,16 @@ class _PeakMemory:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self._libc = None
-        if device.type == "cpu" and Path("/proc/self/clear_refs").exists():
-            try:
-                self._libc = ctypes.CDLL("libc.so.6")
-            except OSError:
-                self._libc = None
 
     def __call__(self, fn: Callable[[], None]) -> float | None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            base = torch.cuda.memory_allocated(self.device)
-            fn()
-            torch.cuda.synchronize(self.device)
-            return (torch.cuda.max_memory_allocated(self.device) - base) / 2**20
-        if self._libc is None:
-            fn()
-            return None
-        self._libc.malloc_trim(0)
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            fn()
-            return None
-        base = self._status("VmRSS")
+        if self.device.type != "cuda":
+            return peak_rss_mib(fn)[1]
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        base = torch.cuda.memory_allocated(self.device)
         fn()
-        return max(self._status("VmHWM") - base, 0) / 2**20
-
-    @staticmethod
-    def _status(key: str) -> int:
-        match = re.search(rf"{key}:\s+(\d+) kB", Path("/proc/self/status").read_text())
-        return int(match.group(1)) * 1024 if match else 0
+        torch.cuda.synchronize(self.device)
+        return (torch.cuda.max_memory_allocated(self.device) - base) / 2**20
 
 
 def _median_ms(

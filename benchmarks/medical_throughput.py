@@ -32,9 +32,7 @@ Run: ``python -m benchmarks.medical_throughput [--patch 64 --channels 16,32,64,1
 """
 
 import argparse
-import ctypes
 import json
-import re
 import statistics
 import sys
 import time
@@ -46,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmarks.memory import peak_rss_mib
 from core.attention.gates import ConcatAttentionGate
 from core.utils import require
 from domains.medical.models import build_network
@@ -92,33 +91,6 @@ def _parse_ints(text: str, owner: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{owner}: expected positive ints, got {text!r}")
     return values
-
-
-def _status_bytes(key: str) -> int:
-    match = re.search(rf"{key}:\s+(\d+) kB", Path("/proc/self/status").read_text())
-    return int(match.group(1)) * 1024 if match else 0
-
-
-def peak_rss_mib(fn: Callable[[], object]) -> tuple[object, float | None]:
-    """Run ``fn`` and return its result and the peak RSS above the starting RSS in MiB (``None`` off Linux).
-
-    The kernel's high-water mark ``VmHWM`` is reset by writing ``5`` to ``/proc/self/clear_refs`` first
-    (after ``malloc_trim`` so freed heap pages do not count).
-    """
-    clear = Path("/proc/self/clear_refs")
-    if not clear.exists():
-        return fn(), None
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
-    try:
-        clear.write_text("5")
-    except OSError:
-        return fn(), None
-    base = _status_bytes("VmRSS")
-    out = fn()
-    return out, max(_status_bytes("VmHWM") - base, 0) / 2**20
 
 
 def _networks(args: argparse.Namespace) -> dict[str, nn.Module]:

@@ -52,13 +52,10 @@ subprocess logs); ``--recbole-result <out>/recbole.json`` reuses a finished RecB
 """
 
 import argparse
-import contextlib
-import ctypes
 import json
 import logging
 import math
 import os
-import re
 import resource
 import subprocess
 import sys
@@ -68,6 +65,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchmarks.memory import reset_peak_rss, status_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = "../shared/data/recsys/ml-100k"
@@ -257,28 +256,9 @@ class _Budget:
 # ------------------------------------------------------------------------------------------ memory
 
 
-def _status_bytes(key: str) -> int | None:
-    try:
-        match = re.search(rf"{key}:\s+(\d+) kB", Path("/proc/self/status").read_text())
-    except OSError:
-        return None
-    return int(match.group(1)) * 1024 if match else None
-
-
-def _reset_peak() -> int | None:
-    """Reset the peak-RSS watermark (Linux ``clear_refs`` 5); return the current RSS, or None."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return None
-    return _status_bytes("VmRSS")
-
-
 def _fill_memory(result: SideResult, base: int | None) -> None:
     result.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-    hwm = _status_bytes("VmHWM")
+    hwm = status_bytes("VmHWM")
     if base is not None and hwm is not None:
         result.peak_above_base_mib = max(hwm - base, 0) / 2**20
 
@@ -627,7 +607,7 @@ def _worker(side: str, spec_path: Path, result_path: Path) -> int:
 
     spec = json.loads(spec_path.read_text())
     torch.set_num_threads(spec["threads"])
-    base = _reset_peak()
+    base = reset_peak_rss()
     try:
         result = RUNNERS[side](spec)
     except Exception as error:  # reported to the parent, which prints it and may fall back

@@ -46,6 +46,7 @@ __all__ = [
     "check_grid_2d",
     "grid_2d",
     "invert_mask",
+    "key_padding_mask",
     "normalize_mask",
 ]
 
@@ -389,6 +390,38 @@ def normalize_mask(mask: Tensor, batch: int, q_len: int, kv_len: int, owner: str
     if b not in (1, batch) or n not in (1, q_len) or m != kv_len:
         raise ValueError(f"{owner}: mask of shape {tuple(mask.shape)} is not {expected}")
     return out
+
+
+def key_padding_mask(mask: Tensor | None, batch: int, length: int, owner: str = "attention") -> Tensor | None:
+    """Reduce a contract mask to key padding ``(B, N)`` (True = real token), or refuse it.
+
+    Mechanisms that mix tokens through a running state or a sequence summary (linear attention,
+    recurrences, scans, memories) can only drop padded tokens; a mask that varies over queries or heads
+    has no meaning for them.
+
+    Args:
+        mask: ``None``, key padding ``(B, N)``, or a 3-/4-D mask broadcasting over queries and heads
+            (``(B | 1, 1, N)``, ``(B | 1, 1, 1, N)``).
+        batch: Batch size ``B``.
+        length: Sequence length ``N``.
+        owner: Name used in error messages.
+
+    Returns:
+        ``None`` when no mask was given, else a boolean ``(B, N)`` tensor.
+
+    Raises:
+        ValueError: For a non-boolean or misshapen mask, or one that varies per query or head.
+    """
+    if mask is None:
+        return None
+    full = normalize_mask(mask, batch, length, length, owner)
+    if full.shape[1] != 1 or full.shape[2] != 1:
+        raise ValueError(
+            f"{owner} only takes key-padding masks, (B, N) or (B | 1, 1, 1, N): it mixes tokens through a "
+            "running state or summary, so key padding is the only mask it can honour (key-padding masks "
+            f"only, not masks that vary over heads or queries); got a mask of shape {tuple(mask.shape)}"
+        )
+    return full[:, 0, 0].expand(batch, length)
 
 
 def invert_mask(blocked: Tensor) -> Tensor:

@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.attention.base import TokenMixer, normalize_mask
+from core.attention.base import TokenMixer, key_padding_mask
 from core.attention.mha import split_heads
 from core.attention.registry import register_mechanism
 
@@ -75,39 +75,11 @@ __all__ = [
     "check_recurrent_inputs",
     "gated_delta_rule_chunked",
     "gated_delta_rule_recurrent",
-    "key_padding_mask",
     "pad_to_chunks",
 ]
 
 Decay = Literal["mamba2", "logsigmoid"]
 Mode = Literal["chunk", "recurrent"]
-
-
-def key_padding_mask(mask: Tensor | None, batch: int, length: int, owner: str) -> Tensor | None:
-    """Reduce a mask to key padding ``(B, N)`` (True = real token), the only mask a recurrence can honour.
-
-    Args:
-        mask: Boolean mask, True = may attend: ``(B, N)`` key padding, or a 3-/4-D mask that broadcasts
-            over queries and heads (``(B | 1, 1, N)`` or ``(B | 1, 1, 1, N)``).
-        batch: Batch size ``B``.
-        length: Sequence length ``N``.
-        owner: Name used in error messages.
-
-    Returns:
-        ``None`` when no mask was given, else a ``(B, N)`` boolean tensor.
-
-    Raises:
-        ValueError: For a non-boolean mask, a wrong shape, or a per-query (attention-pattern) mask.
-    """
-    if mask is None:
-        return None
-    full = normalize_mask(mask, batch, length, length, owner)
-    if full.shape[1] != 1 or full.shape[2] != 1:
-        raise ValueError(
-            f"{owner} is a recurrent model and only takes key-padding masks (B, N); got a mask of shape "
-            f"{tuple(mask.shape)} that varies over heads or queries"
-        )
-    return full[:, 0, 0].expand(batch, length)
 
 
 class CausalDepthwiseConv(nn.Module):

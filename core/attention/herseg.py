@@ -38,8 +38,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from core.attention.base import TokenMixer
-from core.attention.gated_delta import key_padding_mask
+from core.attention.base import TokenMixer, key_padding_mask
 from core.attention.linear import POSITIVE_MAPS, LinearFeatureMap, linear_feature_map
 from core.attention.mha import merge_heads, split_heads
 from core.attention.registry import register_mechanism

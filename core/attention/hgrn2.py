@@ -57,8 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.attention.base import TokenMixer
-from core.attention.gated_delta import check_recurrent_inputs, key_padding_mask, pad_to_chunks
+from core.attention.base import TokenMixer, key_padding_mask
+from core.attention.gated_delta import check_recurrent_inputs, pad_to_chunks
 from core.attention.mha import merge_heads, split_heads
 from core.attention.registry import register_mechanism
 

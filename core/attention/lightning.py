@@ -62,8 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.attention.base import TokenMixer
-from core.attention.gated_delta import key_padding_mask
+from core.attention.base import TokenMixer, key_padding_mask
 from core.attention.linear import linear_attention_chunked, linear_attention_recurrent
 from core.attention.mha import merge_heads, split_heads
 from core.attention.registry import register_mechanism

@@ -62,9 +62,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.attention.base import TokenMixer
+from core.attention.base import TokenMixer, key_padding_mask
 from core.attention.care import feature_map_fn
-from core.attention.gated_delta import key_padding_mask
 from core.attention.mha import merge_heads, split_heads
 from core.attention.registry import register_mechanism
 

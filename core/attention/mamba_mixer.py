@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.attention.base import TokenMixer, normalize_mask
+from core.attention.base import TokenMixer, key_padding_mask
 from core.attention.registry import register_mechanism
 
 __all__ = [
@@ -278,15 +278,7 @@ class MambaMixer(TokenMixer):
     ) -> Tensor:
         """Token mixing (causal or bidirectional scan), then per-token channel mixing with a residual."""
         b, n, c = x.shape
-        keep = None
-        if mask is not None:
-            mask4 = normalize_mask(mask, b, n, n, "MambaMixer")
-            if mask4.shape[1] != 1 or mask4.shape[2] != 1:
-                raise ValueError(
-                    f"MambaMixer: a scan supports key padding (B, N) only, "
-                    f"got a mask of shape {tuple(mask.shape)}"
-                )
-            keep = mask4[:, 0, 0].expand(b, n)
+        keep = key_padding_mask(mask, b, n, "MambaMixer")
         opts = {"scan": self.scan, "chunk_size": self.chunk_size}
         t = self.token(x, keep, both_ways=not is_causal and self.bidirectional, **opts)
         if self.channel is None or self.channel_norm is None:

@@ -77,7 +77,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from core.attention.base import TokenMixer, normalize_mask
+from core.attention.base import TokenMixer, key_padding_mask
 from core.attention.mha import merge_heads, split_heads
 from core.attention.registry import register_mechanism
 
@@ -361,14 +361,9 @@ class MirasMemory(TokenMixer):
         log_alpha = F.logsigmoid(g[:, :heads])
         eta = self.eta_max * torch.sigmoid(g[:, heads : 2 * heads])
         delta = F.softplus(g[:, 2 * heads :]) if self.cfg.bias == "huber" else None
-        if mask is not None:
-            mask4 = normalize_mask(mask, b, n, n, type(self).__name__)
-            if mask4.shape[1] != 1 or mask4.shape[2] != 1:
-                raise ValueError(
-                    f"{type(self).__name__}: a recurrent memory supports key padding (B, N) only, "
-                    f"got a mask of shape {tuple(mask.shape)}"
-                )
-            keep = mask4[:, :, 0].to(x.dtype)  # (B, 1, N)
+        valid = key_padding_mask(mask, b, n, type(self).__name__)
+        if valid is not None:
+            keep = valid[:, None].to(x.dtype)  # (B, 1, N)
             log_alpha, eta = log_alpha * keep, eta * keep
         scale = self.log_scale.exp() if self.log_scale is not None else None
         if self.algorithm == "recurrent":

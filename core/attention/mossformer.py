@@ -63,7 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.attention.base import TokenMixer, normalize_mask
+from core.attention.base import TokenMixer, key_padding_mask
 from core.attention.registry import register_mechanism
 from core.attention.rope import apply_rope, inverse_frequencies, rope_angles
 
@@ -73,36 +73,9 @@ __all__ = [
     "OffsetScale",
     "joint_attention",
     "joint_attention_reference",
-    "key_padding_mask",
     "mossformer_gate",
     "rotate_partial",
 ]
-
-
-def key_padding_mask(mask: Tensor | None, batch: int, length: int, owner: str = "attention") -> Tensor | None:
-    """Reduce a contract mask to key padding ``(B, N)`` (True = valid token), or refuse it.
-
-    Args:
-        mask: ``None``, key padding ``(B, N)`` or a mask broadcasting over queries and heads
-            (``(B | 1, 1, N)``, ``(B | 1, 1, 1, N)``).
-        batch: Batch size ``B``.
-        length: Sequence length ``N``.
-        owner: Name used in error messages.
-
-    Returns:
-        ``None`` or a boolean ``(B, N)`` tensor.
-
-    Raises:
-        ValueError: For a non-boolean mask or one that varies per query or head.
-    """
-    if mask is None:
-        return None
-    m = normalize_mask(mask, batch, length, length, owner)
-    if m.shape[1] != 1 or m.shape[2] != 1:
-        raise ValueError(
-            f"{owner} supports key-padding masks only: (B, N) or (B|1, 1, 1, N); got {tuple(mask.shape)}"
-        )
-    return m[:, 0, 0].expand(batch, length)
 
 
 def rotate_partial(t: Tensor, rotary_dim: int) -> Tensor:

@@ -47,7 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.attention.mossformer import MossFormerJointAttention, key_padding_mask, mossformer_gate
+from core.attention.base import key_padding_mask
+from core.attention.mossformer import MossFormerJointAttention, mossformer_gate
 
 __all__ = ["ConvModule", "FFConvM", "MossFormerBlock", "MossFormerStack", "ScaleNorm", "token_shift"]
 

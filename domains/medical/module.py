@@ -35,6 +35,7 @@ from core.utils import require
 from domains.medical.losses import DeepSupervisionLoss, segmentation_loss
 from domains.medical.metrics import PatientDetection, SegmentationMetrics
 from domains.medical.models import build_network
+from domains.medical.transforms import affine_spacing
 
 __all__ = ["SegmentationTask", "voxel_spacing"]
 
@@ -389,8 +390,5 @@ def voxel_spacing(volume: Tensor) -> Tensor | None:
     affine = getattr(volume, "affine", None)
     if affine is None:
         return None
-    affine = torch.as_tensor(affine, dtype=torch.float64)
-    if affine.ndim == 2:
-        affine = affine.expand(volume.shape[0], -1, -1)
-    dims = volume.ndim - 2
-    return affine[:, :dims, :dims].norm(dim=1)
+    spacing = affine_spacing(affine, volume.ndim - 2)
+    return spacing.expand(volume.shape[0], -1) if spacing.ndim == 1 else spacing

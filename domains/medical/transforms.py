@@ -69,6 +69,7 @@ __all__ = [
     "PosNegCropd",
     "VoxelVolumed",
     "above_minimum",
+    "affine_spacing",
     "build_pipeline",
     "voxel_volume_ml",
 ]
@@ -282,10 +283,20 @@ class PosNegCropd(Randomizable, MapTransform, MultiSampleTrait):
 # ------------------------------------------------------------------------------------------ voxel volume
 
 
+def affine_spacing(affine: torch.Tensor | np.ndarray, dims: int = 3) -> torch.Tensor:
+    """Voxel sizes in mm, ``(..., dims)``: the column norms of the affine's linear part (any rotation).
+
+    Args:
+        affine: ``(4, 4)`` or batched ``(..., 4, 4)`` affine.
+        dims: Spatial axes to read.
+    """
+    linear = torch.as_tensor(affine, dtype=torch.float64)[..., :dims, :dims]
+    return linear.norm(dim=-2)
+
+
 def voxel_volume_ml(affine: torch.Tensor | np.ndarray) -> float:
-    """Volume of one voxel in ml: product of the affine's column norms (mm) / 1000."""
-    linear = torch.as_tensor(affine, dtype=torch.float64)[:3, :3]
-    return float(linear.norm(dim=0).prod()) / 1000.0
+    """Volume of one voxel in ml: product of the voxel sizes (mm) / 1000."""
+    return float(affine_spacing(affine).prod()) / 1000.0
 
 
 class VoxelVolumed(MapTransform):

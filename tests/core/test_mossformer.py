@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from core.attention.base import key_padding_mask
 from core.attention.mossformer import (
     MossFormerAttention,
     joint_attention,
     joint_attention_reference,
-    key_padding_mask,
     rotate_partial,
 )
 from core.blocks.mossformer import MossFormerBlock, MossFormerStack, ScaleNorm
