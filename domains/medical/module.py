@@ -278,9 +278,10 @@ class SegmentationTask(BaseTask):
                 "the preprocessing pipeline to map predictions back to the original image space"
             )
         written = []
+        invert = Invertd(keys="pred", transform=transform, orig_keys="image", nearest_interp=True)
         items = decollate_batch({"pred": prediction["pred"], "image": prediction["image"]})
         for case, item in zip(prediction["case"], items, strict=True):
-            inverted = Invertd(keys="pred", transform=transform, orig_keys="image", nearest_interp=True)(item)
+            inverted = invert(item)
             saver = SaveImaged(
                 keys="pred",
                 output_dir=str(output_dir),
