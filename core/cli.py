@@ -60,7 +60,9 @@ class AttnLabCLI(LightningCLI):
     * ``--checkpoint.*`` (:class:`TaskCheckpoint`): monitors the task's metric, keeps ``last.ckpt``
       under ``<trainer.default_root_dir>/checkpoints`` so ``--ckpt_path last`` finds it.
     * ``--prediction_writer.*`` (:class:`PredictionWriter`) for ``attnlab predict``.
-    * ``--optimizer`` / ``--lr_scheduler`` choose any torch optimizer / scheduler (default AdamW).
+    * ``--optimizer`` / ``--lr_scheduler`` choose any torch optimizer / scheduler. Without ``--optimizer``
+      the task's ``configure_optimizers`` runs (AdamW, lr 1e-3); a chosen optimizer gets only its own
+      defaults, never options carried over from another class.
     * Data-derived sizes (:func:`core.data.data_links`) flow from ``data`` to ``model``; a value set by
       hand that disagrees with the data is an error, never silently replaced.
     * Checkpoints are written atomically (:class:`AtomicCheckpointIO`).
@@ -77,7 +79,9 @@ class AttnLabCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_optimizer_args((torch.optim.Optimizer,))
         parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
-        parser.set_defaults({"optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}}})
+        # No class default for --optimizer: with one, jsonargparse carries its init args over to the class a
+        # config chooses (AdamW's weight_decay=0.01 silently became Adam's L2 penalty). Without --optimizer
+        # the task's own configure_optimizers runs: AdamW(lr=1e-3), see BaseTask.
         for name in data_links():
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
 

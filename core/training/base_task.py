@@ -7,7 +7,7 @@ in that order, then loads ``pretrained`` weights if given. Subclasses keep a fix
 ``training_step`` → ``validation_step`` → ``test_step`` → ``predict_step`` → epoch-end hooks.
 
 Optimizers and schedulers are not hard-coded: the ``attnlab`` CLI injects them from ``--optimizer`` and
-``--lr_scheduler``. :meth:`BaseTask.configure_optimizers` is only the Python-API fallback.
+``--lr_scheduler``; without ``--optimizer``, :meth:`BaseTask.configure_optimizers` (AdamW) runs.
 """
 
 from collections.abc import Iterator, Sequence
@@ -98,7 +98,11 @@ class BaseTask(pl.LightningModule):
         return torch.stack([loss.float() for loss in losses]).sum() if losses else None
 
     def configure_optimizers(self) -> Any:
-        """Python-API fallback: AdamW with PyTorch defaults. The CLI replaces it with ``--optimizer``."""
+        """The default optimizer: AdamW with PyTorch's defaults (lr 1e-3, weight decay 0.01).
+
+        ``attnlab`` replaces it when ``--optimizer`` (and ``--lr_scheduler``) are given. The CLI has no class
+        default of its own, so that a config choosing another optimizer gets only that class's defaults.
+        """
         return torch.optim.AdamW(self.parameters())
 
     def on_train_epoch_start(self) -> None:

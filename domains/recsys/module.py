@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from core.attention import AttentionFactory
 from core.training import BaseTask
+from core.training.losses import linear_cross_entropy
 from core.training.pretrained import read_state_dict
 from domains.recsys.metrics import RankingMetrics
 from domains.recsys.models import MODELS
@@ -194,8 +195,8 @@ class SequentialRecommendation(BaseTask):
             loss = self._cloze_loss(items[:, 1:])
         elif hasattr(self.network, "extra_loss"):
             inputs, targets = items[:, :-1], items[:, -1]
-            logits = self.network.scores(self.network.user_vector(inputs))
-            loss = F.cross_entropy(_mask_padding(logits), targets) + self.network.extra_loss(inputs)
+            hidden = self.network.user_vector(inputs)
+            loss = self._catalogue_ce(hidden, targets) + self.network.extra_loss(inputs)
         else:
             loss = self._causal_loss(items[:, :-1], items[:, 1:])
         aux = self.aux_loss()
@@ -285,7 +286,7 @@ class SequentialRecommendation(BaseTask):
             raise ValueError("a training batch has no target item (every sequence is padding)")
         h, y = hidden[valid], targets[valid]
         if self.hparams.loss == "ce":
-            return F.cross_entropy(_mask_padding(self.network.scores(h)), y)
+            return self._catalogue_ce(h, y)
         table = self._output_table()
         negatives = torch.randint(
             1, self.hparams.num_items + 1, (len(y), self.hparams.bce_negatives), device=y.device
@@ -297,6 +298,18 @@ class SequentialRecommendation(BaseTask):
             torch.cat([torch.ones_like(pos[:, None]), torch.zeros_like(neg)], dim=1),
             reduction="sum",
         ) / len(y)
+
+    def _catalogue_ce(self, hidden: Tensor, targets: Tensor) -> Tensor:
+        """Cross-entropy of ``hidden (P, D)`` over the whole catalogue (padding never predicted).
+
+        Models with an ``output_layer()`` use the chunked :func:`~core.training.losses.linear_cross_entropy`
+        (same values and gradients, without the ``(P, num_items + 1)`` logits in memory).
+        """
+        output_layer = getattr(self.network, "output_layer", None)
+        if output_layer is None:
+            return F.cross_entropy(_mask_padding(self.network.scores(hidden)), targets)
+        weight, bias = output_layer()
+        return linear_cross_entropy(hidden, weight, targets, bias, excluded_class=0)
 
     def _output_table(self) -> Tensor:
         table = getattr(self.network, "output_embedding", None)
@@ -313,8 +326,7 @@ class SequentialRecommendation(BaseTask):
         masked = masked | (last & ~masked.any(dim=1, keepdim=True))
         inputs = torch.where(masked, torch.full_like(items, self.hparams.num_items + 1), items)
         hidden = self.network.encode(inputs)
-        logits = self.network.scores(hidden[masked])
-        return F.cross_entropy(_mask_padding(logits), items[masked])
+        return self._catalogue_ce(hidden[masked], items[masked])
 
     def _rank_step(self, batch: dict[str, Tensor], metrics: RankingMetrics) -> None:
         scores = self(batch["items"]).float()

@@ -252,3 +252,14 @@ def test_ddp_two_processes_match_one(sim_lobster, tmp_path: Path) -> None:
     # DDP pads the last batch with at most one repeated window per rank: a tolerance of 1e-2 covers it.
     assert abs(float(metrics["val_macro_f1"]) - ddp_f1) < 1e-2
     assert abs(float(metrics["val_loss"]) - ddp_loss) < 1e-2
+
+
+def test_chosen_optimizer_gets_only_its_own_defaults(sim_lobster, tmp_path: Path) -> None:
+    """No option of a default optimizer leaks into the one a config chooses (was: AdamW weight decay)."""
+    args = _tiny(sim_lobster, tmp_path, "--trainer.fast_dev_run=true")
+    adam = main(["fit", *args, "--optimizer=Adam", "--optimizer.lr=0.002"]).trainer.optimizers[0]
+    assert type(adam) is torch.optim.Adam
+    assert adam.defaults["weight_decay"] == 0 and adam.defaults["lr"] == 0.002
+    default = main(["fit", *args]).trainer.optimizers[0]  # no --optimizer: the task's AdamW
+    assert type(default) is torch.optim.AdamW and default.defaults["lr"] == 1e-3
+    assert default.defaults["weight_decay"] == 0.01

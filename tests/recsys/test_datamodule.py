@@ -150,7 +150,7 @@ def test_padding_helpers() -> None:
 def test_leave_one_out_batches_match_reference(max_len: int) -> None:
     seqs = random_sequences(23, 60, seed=max_len)
     dm = SeqRecDataModule.from_sequences(
-        make_data(seqs, 60), max_len=max_len, batch_size=5, eval_batch_size=7
+        make_data(seqs, 60), max_len=max_len, batch_size=5, eval_batch_size=7, pad_to="max_len"
     )
     dm.setup()
     ref = reference_rows(seqs, max_len)
@@ -163,6 +163,29 @@ def test_leave_one_out_batches_match_reference(max_len: int) -> None:
         assert batch["items"].shape == (len(seqs), max_len) and batch["items"].dtype == torch.long
         assert "candidates" not in batch
         check_eval_rows(batch, ref[split], seqs)
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test", "predict"])
+def test_pad_to_batch_drops_only_all_padding_columns(split: str) -> None:
+    seqs = random_sequences(23, 60, seed=1)
+    kwargs = {"max_len": 30, "batch_size": 5, "eval_batch_size": 7}
+    full = SeqRecDataModule.from_sequences(make_data(seqs, 60), pad_to="max_len", **kwargs)
+    trimmed = SeqRecDataModule.from_sequences(make_data(seqs, 60), **kwargs)  # pad_to="batch"
+    widths = set()
+    for dm in (full, trimmed):
+        dm.setup()
+    torch.manual_seed(0)
+    full_batches = list(getattr(full, f"{split}_dataloader")())
+    torch.manual_seed(0)
+    trimmed_batches = list(getattr(trimmed, f"{split}_dataloader")())
+    for a, b in zip(full_batches, trimmed_batches, strict=True):
+        cut = a["items"].shape[1] - b["items"].shape[1]
+        assert cut >= 0 and not a["items"][:, :cut].any()  # only columns that are padding in every row
+        assert b["items"][:, 0].any()  # and no more: the first kept column holds an item
+        torch.testing.assert_close(a["items"][:, cut:], b["items"])
+        assert all(torch.equal(a[k], b[k]) for k in a if k != "items")
+        widths.add(b["items"].shape[1])
+    assert len(widths) > 1  # the batches really differ in width
 
 
 def test_short_training_prefix_is_skipped_but_evaluated() -> None:
@@ -245,7 +268,7 @@ def test_sample_negatives_follows_popularity() -> None:
 def test_noise_only_touches_training_prefixes() -> None:
     seqs = random_sequences(40, 80, seed=1, low=10, high=40)
     clean = make_data(seqs, 80)
-    dm = SeqRecDataModule.from_sequences(clean, max_len=50, noise_prob=0.3, noise_seed=5)
+    dm = SeqRecDataModule.from_sequences(clean, max_len=50, noise_prob=0.3, noise_seed=5, pad_to="max_len")
     dm.setup()
     assert dm.data is not None and torch.equal(dm.clean_data.items, clean.items)
     changed = dm.data.items != clean.items

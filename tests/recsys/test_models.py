@@ -73,8 +73,10 @@ def test_left_padding_invariance(name: str) -> None:
     real = items > 0
     close = functools.partial(torch.testing.assert_close, atol=1e-5, rtol=0)
     close(model.encode(padded)[:, 2:][real], model.encode(items)[real])
-    # user_vector too (BERT4Rec drops the oldest position: rows 0 and 1 start with padding in both).
-    close(model.user_vector(padded)[:2], model.user_vector(items)[:2])
+    # user_vector too: a batch padded only to its longest history (SeqRecDataModule's pad_to="batch")
+    # predicts exactly what the full max_len window predicts. BERT4Rec drops the oldest column of a full
+    # window to append its mask token and keeps it in a shorter one (row 2 fills 8 of the 10 columns).
+    close(model.user_vector(padded), model.user_vector(items))
 
 
 @pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
@@ -100,9 +102,13 @@ def test_bert4rec_vocabulary_and_user_vector() -> None:
     model = small("bert4rec", mask_prob=0.4).eval()
     assert model.mask_prob == 0.4 and model.mask_token == NUM_ITEMS + 1
     assert model.item_emb.num_embeddings == NUM_ITEMS + 2
-    items = history()
-    shifted = torch.cat([items[:, 1:], torch.full((3, 1), model.mask_token)], dim=1)
-    torch.testing.assert_close(model.user_vector(items), model.encode(shifted)[:, -1])
+    mask = torch.full((3, 1), model.mask_token)
+    items = history()  # shorter than max_len: the mask token is appended
+    appended = torch.cat([items, mask], dim=1)
+    torch.testing.assert_close(model.user_vector(items), model.encode(appended)[:, -1])
+    full = left_pad([[3, 1, 4, 1, 5, 9, 2, 6, 5, 3]] * 3, MAX_LEN)  # a full window drops its oldest item
+    shifted = torch.cat([full[:, 1:], mask], dim=1)
+    torch.testing.assert_close(model.user_vector(full), model.encode(shifted)[:, -1])
 
 
 def test_sasrec_encode_is_transform_of_embed() -> None:
@@ -132,6 +138,17 @@ def test_gru4rec_output_layer(tie: bool) -> None:
     assert table.shape == (NUM_ITEMS + 1, 32)
     assert (table is model.item_emb.weight) == tie
     assert model.scores(torch.randn(4, 32)).shape == (4, NUM_ITEMS + 1)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec", "gru4rec", "igrsr"])
+def test_output_layer_gives_the_scores(name: str) -> None:
+    """The chunked training CE uses output_layer(); it must be the very layer scores() applies."""
+    kwargs = {"freeze_encoder": False} if name == "igrsr" else {}
+    model = small(name, **kwargs)
+    hidden = torch.randn(4, 32)
+    weight, bias = model.output_layer()
+    expected = hidden @ weight.T + (0 if bias is None else bias)
+    torch.testing.assert_close(model.scores(hidden), expected)
 
 
 @pytest.mark.parametrize("name", ["sasrec", "bert4rec"])

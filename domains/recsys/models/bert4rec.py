@@ -153,8 +153,19 @@ class BERT4Rec(nn.Module):
         catalogue = self.num_items + 1
         return hidden @ self.item_emb.weight[:catalogue].T + self.out_bias[:catalogue]
 
+    def output_layer(self) -> tuple[Tensor, Tensor | None]:
+        """``(weight, bias)`` with ``scores(h) == h · weightᵀ + bias``, for the chunked full-catalogue CE."""
+        catalogue = self.num_items + 1
+        return self.item_emb.weight[:catalogue], self.out_bias[:catalogue]
+
     def user_vector(self, items: Tensor) -> Tensor:
-        """Shift the history left by one, append ``mask_token``, return the state at the mask ``(B, D)``."""
+        """Append ``mask_token`` to the history and return the state at the mask ``(B, D)``.
+
+        A full window (``L == max_len``) drops its oldest item to make room; a shorter one (a batch padded
+        only to its longest history) keeps it, which is the same input as the full window whose oldest
+        column is padding.
+        """
         check_items(items, self.max_len, "BERT4Rec")
         mask = torch.full_like(items[:, :1], self.mask_token)
-        return self.encode(torch.cat([items[:, 1:], mask], dim=1))[:, -1]
+        history = items[:, 1:] if items.shape[1] == self.max_len else items
+        return self.encode(torch.cat([history, mask], dim=1))[:, -1]

@@ -94,6 +94,12 @@ class GRU4Rec(nn.Module):
         """
         return self.item_emb.weight if self.output is None else self.output.weight
 
+    def output_layer(self) -> tuple[Tensor, Tensor | None]:
+        """``(weight, bias)`` with ``scores(h) == h · weightᵀ (+ bias)``, for the chunked catalogue CE."""
+        if self.output is None:
+            return self.item_emb.weight, None
+        return self.output.weight, self.output.bias
+
     def user_vector(self, items: Tensor) -> Tensor:
         """The hidden state after the most recent item, ``(B, D)``."""
         return self.encode(items)[:, -1]

@@ -459,6 +459,10 @@ class IGRSR(nn.Module):
             return reasoned
         return states[:, -1] + self.gate * reasoned
 
+    def output_layer(self) -> tuple[Tensor, Tensor | None]:
+        """``(weight, bias)`` with ``scores(h) == h · weightᵀ``, for the chunked full-catalogue CE."""
+        return self.output_embedding(), None
+
     def scores(self, hidden: Tensor) -> Tensor:
         """Logits ``(..., num_items + 1)`` over the catalogue (column 0 is padding; the task masks it)."""
         return hidden @ self.output_embedding().t()

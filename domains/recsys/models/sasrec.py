@@ -237,6 +237,10 @@ class SASRec(nn.Module):
         """The output item table ``(num_items + 1, D)`` used by :meth:`scores` (for sampled losses)."""
         return self.item_emb.weight
 
+    def output_layer(self) -> tuple[Tensor, Tensor | None]:
+        """``(weight, bias)`` with ``scores(h) == h · weightᵀ (+ bias)``, for the chunked catalogue CE."""
+        return self.item_emb.weight, None
+
     def user_vector(self, items: Tensor) -> Tensor:
         """The hidden state after the most recent item: ``encode(items)[:, -1]``, shape ``(B, D)``."""
         return self.encode(items)[:, -1]
