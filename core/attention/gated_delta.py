@@ -38,6 +38,13 @@ work is ``O(N c (d_k + d_v))`` and the state pass is a loop over ``N / c`` chunk
 matrix products; no ``(N, N)`` tensor is built. :func:`gated_delta_rule_recurrent` is the token-by-token
 reference (``mode="recurrent"``).
 
+**Segments** (``segment_size``, default :data:`SEGMENT_SIZE`). In ``mode="chunk"`` the layer runs
+segment by segment so that every operand stays cache-sized on CPU: each segment is projected,
+convolved (with the last ``conv_size − 1`` projected tokens of the previous segment as the convolution's
+left context), run through the chunked rule from the previous segment's exit state, normalised, gated
+and projected on its own. Only the input and the output span the whole sequence. Results equal the
+one-pass form up to floating-point rounding.
+
 **Masks.** A recurrent model has no attention matrix, so only key padding is accepted (a ``(B, N)``
 mask, or one that broadcasts as ``(B | 1, 1, 1, N)``). A padded token does not touch the state
 (``β = 0`` and ``α = 1``) and its projections are zeroed before the short convolution, so it does not
@@ -70,6 +77,7 @@ from core.attention.mha import split_heads
 from core.attention.registry import register_mechanism
 
 __all__ = [
+    "SEGMENT_SIZE",
     "CausalDepthwiseConv",
     "GatedDeltaNet",
     "check_recurrent_inputs",
@@ -80,6 +88,13 @@ __all__ = [
 
 Decay = Literal["mamba2", "logsigmoid"]
 Mode = Literal["chunk", "recurrent"]
+
+#: Tokens per segment of the chunked layer (rounded down to a multiple of ``chunk_size``). Per token a
+#: segment holds the q/k/v projection (``2 d_k + d_v`` channels per head, twice: before and after the
+#: convolution) and the ``(c, c)`` intra-chunk matrices per head: about 6 KiB for B = 2, C = 64, 4 heads,
+#: ``expand_v = 2``, c = 64 (fp32), so 1024 tokens keep a segment's largest tensors at 1 to 2 MiB (L2
+#: sized) and its whole working set at a few MiB (well inside L3); 64k tokens take 64 iterations.
+SEGMENT_SIZE = 1024
 
 
 class CausalDepthwiseConv(nn.Module):
@@ -99,9 +114,20 @@ class CausalDepthwiseConv(nn.Module):
         self.kernel_size = kernel_size
         self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, N, C) -> (B, N, C)``."""
-        h = F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))
+    def forward(self, x: Tensor, prefix: Tensor | None = None) -> Tensor:
+        """``(B, N, C) -> (B, N, C)``.
+
+        Args:
+            x: Inputs ``(B, N, C)``.
+            prefix: Optional inputs just before ``x`` ``(B, P, C)`` (the end of the previous segment),
+                used as the window's left context instead of zeros; its last ``kernel_size − 1`` tokens
+                matter.
+        """
+        h = x.transpose(1, 2)
+        width = self.kernel_size - 1
+        if prefix is not None and width:
+            h = torch.cat((prefix[:, -width:].transpose(1, 2), h), dim=-1)
+        h = F.pad(h, (self.kernel_size - 1 - (h.shape[-1] - x.shape[1]), 0))
         return F.silu(self.conv(h).transpose(1, 2))
 
 
@@ -250,6 +276,8 @@ class GatedDeltaNet(TokenMixer):
         chunk_size: Tokens per chunk of the chunked form (official kernels: 64).
         mode: ``chunk`` (parallel, trainable) or ``recurrent`` (the token-by-token reference).
         norm_eps: Epsilon of the output RMSNorm.
+        segment_size: Tokens per segment of the chunked form (see the module doc); it changes speed,
+            not results.
         layer_idx: Index of the owning layer.
         num_layers: Depth of the owning stack.
     """
@@ -275,10 +303,13 @@ class GatedDeltaNet(TokenMixer):
         chunk_size: int = 64,
         mode: Mode = "chunk",
         norm_eps: float = 1e-5,
+        segment_size: int = SEGMENT_SIZE,
         layer_idx: int = 0,
         num_layers: int = 1,
     ) -> None:
         super().__init__(dim, layer_idx=layer_idx, num_layers=num_layers)
+        if segment_size < 1:
+            raise ValueError(f"GatedDeltaNet: segment_size must be positive, got {segment_size}")
         head_dim = dim // num_heads if head_dim is None and num_heads >= 1 else head_dim
         if num_heads < 1 or head_dim is None or head_dim < 1:
             raise ValueError(
@@ -300,6 +331,7 @@ class GatedDeltaNet(TokenMixer):
         self.mode: Mode = mode
         self.allow_neg_eigval = allow_neg_eigval
         self.chunk_size = chunk_size
+        self.segment_size = segment_size
         key_dim, value_dim = num_heads * head_dim, num_heads * head_v_dim
         self.split_sizes = (key_dim, key_dim, value_dim)
         self.qkv_proj = nn.Linear(dim, 2 * key_dim + value_dim, bias=False)
@@ -339,20 +371,54 @@ class GatedDeltaNet(TokenMixer):
         """Project, convolve, run the gated delta rule per head, gate, normalise and project back."""
         b, n, _ = x.shape
         valid = key_padding_mask(mask, b, n, "GatedDeltaNet")
+        if self.mode == "recurrent":
+            q, k, v, g, beta, _ = self._inputs(x, valid, None)
+            o, _ = gated_delta_rule_recurrent(q, k, v, g, beta)
+            return self._output(o, x)
+        # Chunked: segment by segment (see the module doc). Split once; per-segment projections.
+        seg = max(1, self.segment_size // self.chunk_size) * self.chunk_size
+        xs = x.split(seg, dim=1)
+        masks = valid.split(seg, dim=1) if valid is not None else [None] * len(xs)
+        outs, state, prefix = [], None, None
+        for x_s, m_s in zip(xs, masks, strict=True):
+            q, k, v, g, beta, prefix = self._inputs(x_s, m_s, prefix)
+            o, state = gated_delta_rule_chunked(
+                q, k, v, g, beta, chunk_size=self.chunk_size, initial_state=state
+            )
+            outs.append(self._output(o, x_s))
+        return torch.cat(outs, dim=1)
+
+    def _inputs(
+        self, x: Tensor, valid: Tensor | None, prefix: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """``q, k, v`` (heads), ``g, β`` of a segment and its convolution context for the next one.
+
+        ``prefix`` is the previous segment's (masked, unconvolved) projection tail; the returned one holds
+        the last ``conv_size − 1`` projected tokens up to this segment (None without the convolution).
+        """
         qkv = self.qkv_proj(x)
         if valid is not None:
             qkv = qkv * valid.unsqueeze(-1).to(qkv.dtype)
-        qkv = self.conv(qkv) if self.conv is not None else F.silu(qkv)
+        tail = None
+        if self.conv is not None:
+            width = self.conv.kernel_size - 1
+            if width:
+                short = prefix is not None and qkv.shape[1] < width
+                tail = (torch.cat((prefix, qkv), dim=1) if short else qkv)[:, -width:]
+            qkv = self.conv(qkv, prefix)
+        else:
+            qkv = F.silu(qkv)
         q, k, v = (split_heads(t, self.num_heads) for t in qkv.split(self.split_sizes, dim=-1))
         q, k = F.normalize(q, dim=-1, eps=1e-6), F.normalize(k, dim=-1, eps=1e-6)
         g, beta = self.gates(x)
         if valid is not None:
             keep = valid[:, None, :].to(g.dtype)
             g, beta = g * keep, beta * keep  # padded tokens: α = 1, β = 0, the state is untouched
-        if self.mode == "chunk":
-            o, _ = gated_delta_rule_chunked(q, k, v, g, beta, chunk_size=self.chunk_size)
-        else:
-            o, _ = gated_delta_rule_recurrent(q, k, v, g, beta)
+        return q, k, v, g, beta, tail
+
+    def _output(self, o: Tensor, x: Tensor) -> Tensor:
+        """Per-head RMSNorm, the output gate ``SiLU(W_g x)`` and the output projection."""
+        b, n, _ = x.shape
         o = self.o_norm(o.transpose(1, 2))  # (B, N, H, Dv), RMSNorm per head
         if self.g_proj is not None:
             o = o * F.silu(self.g_proj(x)).view(b, n, self.num_heads, self.head_v_dim)
@@ -363,5 +429,5 @@ class GatedDeltaNet(TokenMixer):
         return (
             f"{super().extra_repr()}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
             f"head_v_dim={self.head_v_dim}, decay={self.decay}, chunk_size={self.chunk_size}, "
-            f"mode={self.mode}"
+            f"segment_size={self.segment_size}, mode={self.mode}"
         )

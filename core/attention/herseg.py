@@ -24,6 +24,13 @@ gates in cascade, per head ``h``:
 2. *Output gate* (filters what each query keeps of the context). ``o_i = W_o (A_i ⊙ σ(W_g x_i))``, channel
    by channel over the concatenated heads.
 
+**Segments** (``segment_size``, default :data:`SEGMENT_SIZE`). The layer runs in two passes over
+segments of the sequence so that every operand stays cache-sized on CPU: pass 1 projects each segment
+and accumulates the gated key/value summary ``Σ g_j φ(k_j) v_jᵀ`` and ``Σ g_j φ(k_j)``; pass 2 reads the
+summary with each segment's queries and applies the output gate and projection. Only the ``(B, H, N)``
+scores (for the top-K ranking) and the input/output span the whole sequence. The result equals the
+unsegmented form up to the order of the floating-point sums.
+
 **Masks.** Key padding only: padded tokens get score ``-inf`` (never kept before a real token) and weight
 zero. Causality is not supported: the top-K selection ranks all tokens, future ones included, and HER-Seg
 is an image encoder. ``grid`` is accepted and ignored (the mixer is permutation-equivariant).
@@ -43,7 +50,12 @@ from core.attention.linear import POSITIVE_MAPS, LinearFeatureMap, linear_featur
 from core.attention.mha import merge_heads, split_heads
 from core.attention.registry import register_mechanism
 
-__all__ = ["DualGatedLinearAttention", "dual_gated_linear_attention"]
+__all__ = ["SEGMENT_SIZE", "DualGatedLinearAttention", "dual_gated_linear_attention"]
+
+#: Tokens per segment of the two-pass layer. One segment's largest activation, the q/k/v projection, is
+#: ``B · 3C · 4`` bytes per token: 1.5 MiB for B = 2, C = 64 (fp32), so the working set of a segment stays
+#: well inside a 2 MiB L2 / 32 MiB L3 cache, while 64k tokens take only 32 Python iterations per pass.
+SEGMENT_SIZE = 2048
 
 
 def dual_gated_linear_attention(
@@ -117,6 +129,8 @@ class DualGatedLinearAttention(TokenMixer):
         feature_map: ``elu`` (``elu(x) + 1``) or ``relu``.
         qkv_bias: Bias of the q/k/v projection.
         eps: Relative guard of the denominator.
+        segment_size: Tokens per segment of the two-pass evaluation (see the module doc); it changes
+            speed, not results.
         layer_idx: Index of the owning layer.
         num_layers: Depth of the owning stack.
     """
@@ -135,6 +149,7 @@ class DualGatedLinearAttention(TokenMixer):
         feature_map: LinearFeatureMap = "elu",
         qkv_bias: bool = False,
         eps: float = 1e-6,
+        segment_size: int = SEGMENT_SIZE,
         layer_idx: int = 0,
         num_layers: int = 1,
     ) -> None:
@@ -143,6 +158,8 @@ class DualGatedLinearAttention(TokenMixer):
             raise ValueError(
                 f"DualGatedLinearAttention: dim={dim} must be divisible by num_heads={num_heads}"
             )
+        if segment_size < 1:
+            raise ValueError(f"DualGatedLinearAttention: segment_size must be positive, got {segment_size}")
         if keep_ratio is not None and not 0.0 < keep_ratio <= 1.0:
             raise ValueError(
                 f"DualGatedLinearAttention: keep_ratio must be in (0, 1] or None, got {keep_ratio}"
@@ -155,6 +172,7 @@ class DualGatedLinearAttention(TokenMixer):
         self.keep_ratio = keep_ratio
         self.feature_map: LinearFeatureMap = feature_map
         self.eps = eps
+        self.segment_size = segment_size
         self.phi = linear_feature_map(feature_map)
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.token_gate = nn.Linear(dim, num_heads)
@@ -170,20 +188,46 @@ class DualGatedLinearAttention(TokenMixer):
         is_causal: bool,
         context: Tensor | None,
     ) -> Tensor:
-        """Score tokens, keep the top ones, attend linearly, gate the output and project back."""
+        """Score tokens, keep the top ones, attend linearly, gate the output and project back.
+
+        Two passes over segments (see the module doc); equal to :func:`dual_gated_linear_attention`.
+        """
         b, n, _ = x.shape
         valid = key_padding_mask(mask, b, n, "DualGatedLinearAttention")
-        q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
-        scores = self.token_gate(x).transpose(1, 2)  # (B, H, N)
-        keep = None if self.keep_ratio is None else max(1, math.ceil(self.keep_ratio * n))
-        out = dual_gated_linear_attention(
-            self.phi(q), self.phi(k), v, scores, keep=keep, key_mask=valid, eps=self.eps
-        )
-        return self.proj(merge_heads(out) * torch.sigmoid(self.output_gate(x)))
+        scores = self.token_gate(x).transpose(1, 2)  # (B, H, N), small: ranked over the whole sequence
+        kept = torch.ones_like(scores, dtype=torch.bool)
+        if valid is not None:
+            kept = kept & valid[:, None, :]
+        if self.keep_ratio is not None:
+            keep = max(1, math.ceil(self.keep_ratio * n))
+            if keep < n:
+                rank = scores.detach().masked_fill(~kept, float("-inf"))
+                top = torch.zeros_like(kept).scatter_(-1, rank.topk(keep, dim=-1).indices, True)
+                kept = kept & top
+        weight = torch.sigmoid(scores) * kept.to(scores.dtype)  # g_j on kept tokens, 0 elsewhere
+        count = kept.sum(dim=-1).clamp_min(1).to(x.dtype)[..., None, None]  # (B, H, 1, 1)
+        # Pass 1: per-segment projections and the gated key/value summary. Split once (slicing in the
+        # loop would make autograd build a full-size gradient per segment).
+        queries, kvs, ksums = [], [], []
+        for xs, ws in zip(
+            x.split(self.segment_size, dim=1), weight.split(self.segment_size, dim=-1), strict=True
+        ):
+            q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(xs).chunk(3, dim=-1))
+            k = self.phi(k) * ws[..., None]
+            queries.append(self.phi(q))
+            kvs.append(k.transpose(-2, -1) @ v)
+            ksums.append(k.sum(dim=2).unsqueeze(-1))
+        kv, ksum = torch.stack(kvs).sum(dim=0), torch.stack(ksums).sum(dim=0)
+        # Pass 2: read the summary, gate and project per segment.
+        outs = []
+        for q, xs in zip(queries, x.split(self.segment_size, dim=1), strict=True):
+            out = (q @ kv) / (q @ ksum + self.eps * count)
+            outs.append(self.proj(merge_heads(out) * torch.sigmoid(self.output_gate(xs))))
+        return torch.cat(outs, dim=1)
 
     def extra_repr(self) -> str:
         """Add heads, keep ratio and feature map to the default representation."""
         return (
             f"{super().extra_repr()}, num_heads={self.num_heads}, keep_ratio={self.keep_ratio}, "
-            f"feature_map={self.feature_map}"
+            f"feature_map={self.feature_map}, segment_size={self.segment_size}"
         )

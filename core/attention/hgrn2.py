@@ -34,6 +34,12 @@ stable for any decay, unlike the ``q ⊙ e^{b}``, ``k ⊙ e^{−b}`` factorisati
 tensor of ``c × c × e`` per chunk: time and memory ``O(N c e)`` per head, linear in ``N``; keep
 ``chunk_size`` small (default 16). :func:`gla_recurrent` is the token-by-token reference.
 
+**Segments** (``segment_size``, default :data:`SEGMENT_SIZE`). In ``mode="chunk"`` the layer runs
+segment by segment so that every operand stays cache-sized on CPU: each segment is projected, run
+through :func:`gla_chunked` from the previous segment's exit state, normalised and projected on its own.
+Only the input and the output span the whole sequence. Results equal the one-pass form up to
+floating-point rounding.
+
 **Masks.** Key padding only (see :func:`core.attention.gated_delta.key_padding_mask`): a padded token
 has ``k = 0`` and ``f = 1``, so the state passes it unchanged and left/right padding gives the outputs
 of the unpadded sequence. Outputs at padded positions are meaningless.
@@ -62,10 +68,16 @@ from core.attention.gated_delta import check_recurrent_inputs, pad_to_chunks
 from core.attention.mha import merge_heads, split_heads
 from core.attention.registry import register_mechanism
 
-__all__ = ["HGRN2", "gla_chunked", "gla_recurrent"]
+__all__ = ["HGRN2", "SEGMENT_SIZE", "gla_chunked", "gla_recurrent"]
 
 Mode = Literal["chunk", "recurrent"]
 QueryActivation = Literal["swish", "sigmoid"]
+
+#: Tokens per segment of the chunked layer (rounded down to a multiple of ``chunk_size``). The largest
+#: per-segment temporary is the stable intra-chunk decay ``(B, H, c, c, e)``, ``c · e`` floats per head and
+#: token: 8 KiB per token for B = 2, C = 64, 4 heads, e = 16, c = 16 (fp32), so 256 tokens keep it at
+#: 2 MiB (L2 sized) and a segment's working set at a few MiB (inside L3).
+SEGMENT_SIZE = 256
 
 
 def gla_recurrent(
@@ -164,6 +176,8 @@ class HGRN2(TokenMixer):
         chunk_size: Tokens per chunk of the chunked form.
         mode: ``chunk`` (parallel, trainable) or ``recurrent`` (the token-by-token reference).
         norm_eps: Epsilon of the output RMSNorm.
+        segment_size: Tokens per segment of the chunked form (see the module doc); it changes speed,
+            not results.
         layer_idx: Index of the owning layer.
         num_layers: Depth of the owning stack.
     """
@@ -186,10 +200,13 @@ class HGRN2(TokenMixer):
         chunk_size: int = 16,
         mode: Mode = "chunk",
         norm_eps: float = 1e-5,
+        segment_size: int = SEGMENT_SIZE,
         layer_idx: int = 0,
         num_layers: int = 1,
     ) -> None:
         super().__init__(dim, layer_idx=layer_idx, num_layers=num_layers)
+        if segment_size < 1:
+            raise ValueError(f"HGRN2: segment_size must be positive, got {segment_size}")
         if num_heads < 1 or dim % num_heads:
             raise ValueError(f"HGRN2: dim={dim} must be divisible by num_heads={num_heads}")
         expand_ratio = dim // num_heads if expand_ratio is None else expand_ratio
@@ -213,7 +230,7 @@ class HGRN2(TokenMixer):
             raise ValueError(f"HGRN2: chunk_size must be positive, got {chunk_size}")
         self.num_heads, self.expand_ratio, self.lower_bound = num_heads, expand_ratio, bound
         self.q_activation: QueryActivation = q_activation
-        self.scale, self.chunk_size = scale, chunk_size
+        self.scale, self.chunk_size, self.segment_size = scale, chunk_size, segment_size
         self.mode: Mode = mode
         forget_dim = num_heads * expand_ratio
         self.q_proj = nn.Linear(dim, forget_dim, bias=False)
@@ -242,6 +259,23 @@ class HGRN2(TokenMixer):
         """Gates, the per-head expanded-state recurrence, RMSNorm and the output projection."""
         b, n, _ = x.shape
         valid = key_padding_mask(mask, b, n, "HGRN2")
+        if self.mode == "recurrent":
+            o, _ = gla_recurrent(*self._inputs(x, valid), scale=self.scale)
+            return self.o_proj(self.g_norm(merge_heads(o)))
+        # Chunked: segment by segment (see the module doc). Split once; per-segment projections.
+        seg = max(1, self.segment_size // self.chunk_size) * self.chunk_size
+        xs = x.split(seg, dim=1)
+        masks = valid.split(seg, dim=1) if valid is not None else [None] * len(xs)
+        outs, state = [], None
+        for x_s, m_s in zip(xs, masks, strict=True):
+            o, state = gla_chunked(
+                *self._inputs(x_s, m_s), chunk_size=self.chunk_size, scale=self.scale, initial_state=state
+            )
+            outs.append(self.o_proj(self.g_norm(merge_heads(o))))
+        return torch.cat(outs, dim=1)
+
+    def _inputs(self, x: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Per-head query, key, value and log forget gate of a segment, each ``(B, H, N, ·)``."""
         q = self.q_proj(x)
         q = F.silu(q) if self.q_activation == "swish" else torch.sigmoid(q)
         k, log_f = self.gates(x)
@@ -249,15 +283,12 @@ class HGRN2(TokenMixer):
             keep = valid.unsqueeze(-1).to(k.dtype)
             k, log_f = k * keep, log_f * keep  # padded tokens: f = 1, k = 0, the state is untouched
         q, k, log_f, v = (split_heads(t, self.num_heads) for t in (q, k, log_f, self.i_proj(x)))
-        if self.mode == "chunk":
-            o, _ = gla_chunked(q, k, v, log_f, chunk_size=self.chunk_size, scale=self.scale)
-        else:
-            o, _ = gla_recurrent(q, k, v, log_f, scale=self.scale)
-        return self.o_proj(self.g_norm(merge_heads(o)))
+        return q, k, v, log_f
 
     def extra_repr(self) -> str:
         """Add heads, expansion, lower bound and mode to the default representation."""
         return (
             f"{super().extra_repr()}, num_heads={self.num_heads}, expand_ratio={self.expand_ratio}, "
-            f"lower_bound={self.lower_bound:.3g}, chunk_size={self.chunk_size}, mode={self.mode}"
+            f"lower_bound={self.lower_bound:.3g}, chunk_size={self.chunk_size}, "
+            f"segment_size={self.segment_size}, mode={self.mode}"
         )

@@ -41,6 +41,13 @@ SRMSNorm (``x / rms(x)``) over the concatenated heads (``norm="srms"``; ``"rms"`
 symmetric decay ``D_ts = λ^{|t-s|}`` (a forward and a backward scan, minus the doubly counted diagonal
 ``(q_t · k_t) v_t``), so it can replace attention in non-causal models. That form is ours, not the paper's.
 
+**Segments** (``segment_size``, default :data:`SEGMENT_SIZE`). In ``mode="chunk"`` the layer runs
+segment by segment so that every operand stays cache-sized on CPU: each segment is projected on its own
+and the scan carries the state ``KV`` from one segment to the next
+(:func:`~core.attention.linear.linear_scan_chunked`); the bidirectional form runs the backward scan over
+the segments in reverse order, each segment flipped. Only the input and the output span the whole
+sequence. Results equal the one-pass form up to floating-point rounding.
+
 **Masks.** Key padding only: padded keys and values are zeroed, so they add nothing. Decay still counts
 padded positions as elapsed time, so left or right padding reproduces the unpadded sequence exactly,
 while a gap in the middle also decays what lies before it.
@@ -63,11 +70,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.attention.base import TokenMixer, key_padding_mask
-from core.attention.linear import linear_attention_chunked, linear_attention_recurrent
+from core.attention.linear import linear_attention_chunked, linear_attention_recurrent, linear_scan_chunked
 from core.attention.mha import merge_heads, split_heads
 from core.attention.registry import register_mechanism
 
-__all__ = ["LightningAttention", "lightning_attention", "lightning_slopes"]
+__all__ = ["SEGMENT_SIZE", "LightningAttention", "lightning_attention", "lightning_slopes"]
+
+#: Tokens per segment of the chunked layer (rounded down to a multiple of ``chunk_size``). A segment's
+#: largest activations, the q/k/v projection and the ``(B, H, c, c)`` block scores, take about
+#: ``B · 4C · 4`` bytes per token: 2 MiB for B = 2, C = 64 (fp32), so a segment's working set stays in
+#: the L2/L3 caches while 64k tokens cost only 32 Python iterations per scan.
+SEGMENT_SIZE = 2048
 
 Slopes = Literal["paper", "alibi"]
 Norm = Literal["srms", "rms", "layer"]
@@ -156,6 +169,8 @@ class LightningAttention(TokenMixer):
             ``layer``.
         bias: Bias of the projections (TNL: none).
         norm_eps: Epsilon of the output norm.
+        segment_size: Tokens per segment of the chunked form (see the module doc); it changes speed,
+            not results.
         layer_idx: Index of the owning layer (sets the decay).
         num_layers: Depth of the owning stack (sets the decay).
     """
@@ -177,14 +192,18 @@ class LightningAttention(TokenMixer):
         norm: Norm = "srms",
         bias: bool = False,
         norm_eps: float = 1e-6,
+        segment_size: int = SEGMENT_SIZE,
         layer_idx: int = 0,
         num_layers: int = 1,
     ) -> None:
         super().__init__(dim, layer_idx=layer_idx, num_layers=num_layers)
         if num_heads < 1 or dim % num_heads:
             raise ValueError(f"LightningAttention: dim={dim} must be divisible by num_heads={num_heads}")
-        if chunk_size < 1:
-            raise ValueError(f"LightningAttention: chunk_size must be positive, got {chunk_size}")
+        if chunk_size < 1 or segment_size < 1:
+            raise ValueError(
+                f"LightningAttention: chunk_size and segment_size must be positive, got {chunk_size}, "
+                f"{segment_size}"
+            )
         if mode not in ("chunk", "recurrent"):
             raise ValueError(f"LightningAttention: mode must be 'chunk' or 'recurrent', got {mode!r}")
         if norm not in ("srms", "rms", "layer"):
@@ -192,6 +211,7 @@ class LightningAttention(TokenMixer):
         self.num_heads = num_heads
         self.slopes: Slopes = slopes
         self.chunk_size = chunk_size
+        self.segment_size = segment_size
         self.mode: Mode = mode
         self.output_gate = output_gate
         self.register_buffer(
@@ -217,18 +237,48 @@ class LightningAttention(TokenMixer):
         """Project, SiLU ``q, k``, decayed linear attention per head, norm, gate, project back."""
         b, n, _ = x.shape
         valid = key_padding_mask(mask, b, n, "LightningAttention")
+        if self.mode == "recurrent":
+            q, k, v = self._qkv(x)
+            out = lightning_attention(
+                q, k, v, self.log_decay, causal=is_causal, mode="recurrent", key_mask=valid
+            )
+            return self._output(out, x)
+        # Chunked: segment by segment (see the module doc). Split once; per-segment projections.
+        seg = max(1, self.segment_size // self.chunk_size) * self.chunk_size
+        xs = x.split(seg, dim=1)
+        masks = valid.split(seg, dim=1) if valid is not None else [None] * len(xs)
+        qkvs = []
+        for x_s, m_s in zip(xs, masks, strict=True):
+            q, k, v = self._qkv(x_s)
+            if m_s is not None:
+                k = k * m_s[:, None, :, None].to(k.dtype)  # padded keys add nothing
+            qkvs.append((q, k, v))
+        outs, state = [], None
+        for q, k, v in qkvs:
+            out, state = linear_scan_chunked(
+                q, k, v, chunk_size=self.chunk_size, log_decay=self.log_decay, initial_state=state
+            )
+            outs.append(out)
+        if not is_causal:  # backward scan over the reversed segments, minus the doubly counted diagonal
+            state = None
+            for i in reversed(range(len(qkvs))):
+                q, k, v = qkvs[i]
+                back, state = linear_scan_chunked(
+                    *(t.flip(2) for t in (q, k, v)),
+                    chunk_size=self.chunk_size,
+                    log_decay=self.log_decay,
+                    initial_state=state,
+                )
+                outs[i] = outs[i] + back.flip(2) - (q * k).sum(dim=-1, keepdim=True) * v
+        return torch.cat([self._output(o, x_s) for o, x_s in zip(outs, xs, strict=True)], dim=1)
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``SiLU(W_q x), SiLU(W_k x), W_v x`` split into heads, each ``(B, H, N, D)``."""
         q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
-        q, k = F.silu(q), F.silu(k)
-        out = lightning_attention(
-            q,
-            k,
-            v,
-            self.log_decay,
-            causal=is_causal,
-            chunk_size=self.chunk_size,
-            mode=self.mode,
-            key_mask=valid,
-        )
+        return F.silu(q), F.silu(k), v
+
+    def _output(self, out: Tensor, x: Tensor) -> Tensor:
+        """Norm over the merged heads, TNL's output gate and the output projection."""
         out = self.norm(merge_heads(out))
         if self.gate is not None:
             out = out * self.gate(x)
@@ -239,5 +289,6 @@ class LightningAttention(TokenMixer):
         decays = ", ".join(f"{math.exp(-a):.3g}" for a in self.log_decay.tolist())
         return (
             f"{super().extra_repr()}, num_heads={self.num_heads}, slopes={self.slopes}, "
-            f"decay=[{decays}], chunk_size={self.chunk_size}, mode={self.mode}"
+            f"decay=[{decays}], chunk_size={self.chunk_size}, segment_size={self.segment_size}, "
+            f"mode={self.mode}"
         )

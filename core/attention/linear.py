@@ -74,6 +74,7 @@ __all__ = [
     "linear_attention_chunked",
     "linear_attention_recurrent",
     "linear_feature_map",
+    "linear_scan_chunked",
 ]
 
 LinearFeatureMap = Literal["elu", "relu", "silu", "identity"]
@@ -130,6 +131,87 @@ def _mask_keys(k: Tensor, key_mask: Tensor | None) -> tuple[Tensor, Tensor]:
     return k * valid, valid
 
 
+def _causal_chunks(
+    q: Tensor, k: Tensor, v: Tensor, chunk_size: int, rates: Tensor | None, state: Tensor, z: Tensor | None
+) -> tuple[list[tuple[Tensor, Tensor | None]], Tensor, Tensor | None]:
+    """Chunk loop of the causal form from the entry state ``(S, z)`` (``z`` None: no denominator).
+
+    Returns the per-chunk ``(num, den)`` (``den`` None without ``z``) and the exit state ``(S, z)``.
+    """
+    n = q.shape[2]
+    c = min(chunk_size, n)
+    pos = torch.arange(c, device=q.device)
+    diff = (pos[:, None] - pos[None, :]).to(q.dtype)  # t - s
+    if rates is None:
+        intra = (diff >= 0).to(q.dtype)  # (c, c)
+    else:
+        a = rates.to(q.dtype)[:, None, None]
+        intra = torch.exp(torch.where(diff >= 0, -a * diff, float("-inf")))  # (H, c, c): λ^{t-s}
+        q_decay = torch.exp(-a[..., 0] * (pos + 1).to(q.dtype))[..., None]  # (H, c, 1): λ^{t+1}
+    outs: list[tuple[Tensor, Tensor | None]] = []
+    # Split once: slicing inside the loop would make autograd build a full-size gradient per chunk, which
+    # turns the backward pass quadratic in N.
+    for qc, kc, vc in zip(*(t.split(c, dim=2) for t in (q, k, v)), strict=True):
+        length = qc.shape[2]
+        scores = (qc @ kc.transpose(-2, -1)) * intra[..., :length, :length]
+        q_in = qc
+        if rates is not None:
+            q_in = qc * q_decay[:, :length]
+            k_w = kc * torch.exp(-a[..., 0] * (length - 1 - pos[:length]).to(q.dtype))[..., None]
+            block = torch.exp(-a * length)  # (H, 1, 1): λ^c
+        else:
+            k_w, block = kc, None
+        num = scores @ vc + q_in @ state
+        den = None if z is None else scores.sum(dim=-1, keepdim=True) + q_in @ z
+        k_t = k_w.transpose(-2, -1)
+        state = (state if block is None else block * state) + k_t @ vc
+        if z is not None:
+            z = (z if block is None else block * z) + k_t.sum(dim=-1, keepdim=True)
+        outs.append((num, den))
+    return outs, state, z
+
+
+def linear_scan_chunked(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    chunk_size: int = 64,
+    log_decay: Tensor | None = None,
+    initial_state: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Unnormalised causal (decayed) linear attention continuing from a state, in chunks.
+
+    ``o_t = λ^{t+1} q_tᵀ S_0 + Σ_{s<=t} λ^{t-s} (q_t · k_s) v_s`` (``λ = 1`` without ``log_decay``) and the
+    exit state ``S = λ^N S_0 + Σ_s λ^{N-1-s} k_s v_sᵀ``: the chunked form of
+    :func:`linear_attention_chunked` (``causal=True, normalize=False``) with an entry and an exit state,
+    so a long sequence can be run segment by segment. Padded keys must already be zeroed.
+
+    Args:
+        q: Queries ``(B, H, N, D)``.
+        k: Keys ``(B, H, N, D)``.
+        v: Values ``(B, H, N, Dv)``.
+        chunk_size: Chunk length ``c``.
+        log_decay: Optional per-head decay rates ``a_h >= 0`` ``(H,)``.
+        initial_state: State ``S_0`` ``(B, H, D, Dv)`` before the first token; zeros when None.
+
+    Returns:
+        Outputs ``(B, H, N, Dv)`` and the exit state ``(B, H, D, Dv)``.
+
+    Raises:
+        ValueError: On mismatched shapes or ``chunk_size < 1``.
+    """
+    owner = "linear_scan_chunked"
+    _check(owner, q, k, v, True, None)
+    if chunk_size < 1:
+        raise ValueError(f"{owner}: chunk_size must be positive, got {chunk_size}")
+    rates = _decay_rates(owner, log_decay, q.shape[1], True)
+    b, h, _, d = q.shape
+    state = q.new_zeros(b, h, d, v.shape[-1]) if initial_state is None else initial_state
+    outs, state, _ = _causal_chunks(q, k, v, chunk_size, rates, state, None)
+    return torch.cat([o[0] for o in outs], dim=2), state
+
+
 def linear_attention_chunked(
     q: Tensor,
     k: Tensor,
@@ -175,42 +257,9 @@ def linear_attention_chunked(
         den = q @ k.sum(dim=2).unsqueeze(-1)  # (B, H, N, 1)
         count = valid.sum(dim=2, keepdim=True).clamp_min(1.0)
         return num / (den + eps * count)
-    b, h, n, d = q.shape
-    dv = v.shape[-1]
-    c = min(chunk_size, n)
-    pos = torch.arange(c, device=q.device)
-    diff = (pos[:, None] - pos[None, :]).to(q.dtype)  # t - s
-    if rates is None:
-        intra = (diff >= 0).to(q.dtype)  # (c, c)
-    else:
-        a = rates.to(q.dtype)[:, None, None]
-        intra = torch.exp(torch.where(diff >= 0, -a * diff, float("-inf")))  # (H, c, c): λ^{t-s}
-        q_decay = torch.exp(-a[..., 0] * (pos + 1).to(q.dtype))[..., None]  # (H, c, 1): λ^{t+1}
-    state = q.new_zeros(b, h, d, dv)
-    z = q.new_zeros(b, h, d, 1)
-    outs = []
-    # Split once: slicing inside the loop would make autograd build a full-size gradient per chunk, which
-    # turns the backward pass quadratic in N.
-    for qc, kc, vc in zip(*(t.split(c, dim=2) for t in (q, k, v)), strict=True):
-        length = qc.shape[2]
-        scores = (qc @ kc.transpose(-2, -1)) * intra[..., :length, :length]
-        q_in = qc
-        if rates is not None:
-            q_in = qc * q_decay[:, :length]
-            k_w = kc * torch.exp(-a[..., 0] * (length - 1 - pos[:length]).to(q.dtype))[..., None]
-            block = torch.exp(-a * length)  # (H, 1, 1): λ^c
-        else:
-            k_w, block = kc, None
-        num = scores @ vc + q_in @ state
-        if normalize:
-            den = scores.sum(dim=-1, keepdim=True) + q_in @ z
-        k_t = k_w.transpose(-2, -1)
-        state = (state if block is None else block * state) + k_t @ vc
-        if normalize:
-            z = (z if block is None else block * z) + k_t.sum(dim=-1, keepdim=True)
-            outs.append((num, den))
-        else:
-            outs.append((num, None))
+    state = q.new_zeros(q.shape[0], q.shape[1], q.shape[-1], v.shape[-1])
+    z = q.new_zeros(q.shape[0], q.shape[1], q.shape[-1], 1) if normalize else None
+    outs, _, _ = _causal_chunks(q, k, v, chunk_size, rates, state, z)
     num = torch.cat([o[0] for o in outs], dim=2)
     if not normalize:
         return num

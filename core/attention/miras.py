@@ -54,6 +54,12 @@ with data-dependent retention ``α_t = σ(w_α·x_t + b_α) ∈ (0, 1)`` and lea
   ``L × L`` system solved per chunk: equal to the recurrence for every chunk size.
 * ``auto`` (default): ``exact`` where it exists, ``chunked`` otherwise.
 
+**Segments** (``segment_size``, default :data:`SEGMENT_SIZE`, rounded down to a multiple of
+``chunk_size``). The ``chunked`` / ``exact`` layers run segment by segment so that every operand stays
+cache-sized on CPU: each segment is projected and gated on its own and its chunks continue from the
+previous segment's end accumulator. Chunk boundaries are unchanged, so the result equals the one-pass
+form up to floating-point rounding. Only the input and the output span the whole sequence.
+
 Key padding (``mask`` ``(B, N)``, True = valid) skips the update at padded tokens (``η = 0``, ``α = 1``).
 The layer is causal only.
 
@@ -81,12 +87,27 @@ from core.attention.base import TokenMixer, key_padding_mask
 from core.attention.mha import merge_heads, split_heads
 from core.attention.registry import register_mechanism
 
-__all__ = ["Memora", "MirasConfig", "MirasMemory", "Moneta", "Yaad", "miras_chunked", "miras_recurrent"]
+__all__ = [
+    "SEGMENT_SIZE",
+    "Memora",
+    "MirasConfig",
+    "MirasMemory",
+    "Moneta",
+    "Yaad",
+    "miras_chunked",
+    "miras_recurrent",
+]
 
 Bias = Literal["l2", "lp", "huber"]
 Retention = Literal["l2", "lq", "kl"]
 Algorithm = Literal["auto", "exact", "chunked", "recurrent"]
 _TINY = 1e-12
+
+#: Tokens per segment of the chunked layers (rounded down to a multiple of ``chunk_size``). Per segment
+#: the layer holds the q/k/v projection (``3C`` floats per token), the gates and the per-chunk
+#: ``(L, L)`` decays (the ``(L, dv, dk)`` states of Moneta/Memora exist one chunk at a time): about
+#: 2 KiB per token for B = 2, C = 64 (fp32), so 1024 tokens keep a segment's working set at a few MiB.
+SEGMENT_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -244,6 +265,23 @@ def miras_chunked(
         )
     b, h, _, dk = k.shape
     a = k.new_zeros(b, h, v.shape[-1], dk)
+    return _chunk_loop(q, k, v, log_alpha, eta, cfg, delta, scale, chunk_size, exact, a)[0]
+
+
+def _chunk_loop(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    log_alpha: Tensor,
+    eta: Tensor,
+    cfg: MirasConfig,
+    delta: Tensor | None,
+    scale: Tensor | None,
+    chunk_size: int,
+    exact: bool,
+    a: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Chunks of :func:`miras_chunked` from the accumulator ``a``; outputs and the end accumulator."""
     fn = functools.partial(_chunk, cfg=cfg, exact=exact)
     recompute = cfg.retention != "l2" and torch.is_grad_enabled()
     ys = []
@@ -256,7 +294,7 @@ def miras_chunked(
         extra = (delta_c, scale)
         y, a = checkpoint(fn, *args, *extra, use_reentrant=False) if recompute else fn(*args, *extra)
         ys.append(y)
-    return torch.cat(ys, dim=2)
+    return torch.cat(ys, dim=2), a
 
 
 @register_mechanism(
@@ -281,6 +319,8 @@ class MirasMemory(TokenMixer):
         chunk_size: Chunk length of the ``chunked`` / ``exact`` algorithms.
         algorithm: ``auto`` (``exact`` for ℓ_2/ℓ_2, else ``chunked``), ``exact``, ``chunked``,
             ``recurrent``.
+        segment_size: Tokens per segment of the chunked algorithms (see the module doc); it changes
+            speed, not results.
         layer_idx: Index of the owning layer.
         num_layers: Depth of the owning stack.
     """
@@ -306,11 +346,15 @@ class MirasMemory(TokenMixer):
         alpha_init: float = 0.95,
         chunk_size: int = 16,
         algorithm: Algorithm = "auto",
+        segment_size: int = SEGMENT_SIZE,
         layer_idx: int = 0,
         num_layers: int = 1,
     ) -> None:
         super().__init__(dim, layer_idx=layer_idx, num_layers=num_layers)
         name = type(self).__name__
+        if segment_size < 1:
+            raise ValueError(f"{name}: segment_size must be positive, got {segment_size}")
+        self.segment_size = segment_size
         if num_heads < 1 or dim % num_heads:
             raise ValueError(f"{name}: dim={dim} must be divisible by num_heads={num_heads}")
         if bias not in ("l2", "lp", "huber"):
@@ -354,6 +398,34 @@ class MirasMemory(TokenMixer):
     ) -> Tensor:
         """Project, run the memory update of every head along the sequence, read with q, project back."""
         b, n, _ = x.shape
+        valid = key_padding_mask(mask, b, n, type(self).__name__)
+        scale = self.log_scale.exp() if self.log_scale is not None else None
+        if self.algorithm == "recurrent":
+            q, k, v, log_alpha, eta, delta = self._inputs(x, valid)
+            out = miras_recurrent(q, k, v, log_alpha, eta, self.cfg, delta=delta, scale=scale)
+            return self.proj(merge_heads(out))
+        exact = self.algorithm == "exact" or (
+            self.algorithm == "auto" and self.cfg.bias == "l2" and self.cfg.retention == "l2"
+        )
+        # Segment by segment (see the module doc). Split once; per-segment projections.
+        seg = max(1, self.segment_size // self.chunk_size) * self.chunk_size
+        xs = x.split(seg, dim=1)
+        masks = valid.split(seg, dim=1) if valid is not None else [None] * len(xs)
+        outs, state = [], None
+        for x_s, m_s in zip(xs, masks, strict=True):
+            q, k, v, log_alpha, eta, delta = self._inputs(x_s, m_s)
+            if state is None:
+                state = k.new_zeros(b, self.num_heads, v.shape[-1], k.shape[-1])
+            out, state = _chunk_loop(
+                q, k, v, log_alpha, eta, self.cfg, delta, scale, self.chunk_size, exact, state
+            )
+            outs.append(self.proj(merge_heads(out)))
+        return torch.cat(outs, dim=1)
+
+    def _inputs(
+        self, x: Tensor, valid: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """Normalised ``q, k``, ``v`` (heads) and the gates ``log α, η, δ`` ``(B, H, N)`` of a segment."""
         heads = self.num_heads
         q, k, v = (split_heads(t, heads) for t in self.qkv(x).chunk(3, dim=-1))
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
@@ -361,36 +433,17 @@ class MirasMemory(TokenMixer):
         log_alpha = F.logsigmoid(g[:, :heads])
         eta = self.eta_max * torch.sigmoid(g[:, heads : 2 * heads])
         delta = F.softplus(g[:, 2 * heads :]) if self.cfg.bias == "huber" else None
-        valid = key_padding_mask(mask, b, n, type(self).__name__)
         if valid is not None:
             keep = valid[:, None].to(x.dtype)  # (B, 1, N)
             log_alpha, eta = log_alpha * keep, eta * keep
-        scale = self.log_scale.exp() if self.log_scale is not None else None
-        if self.algorithm == "recurrent":
-            out = miras_recurrent(q, k, v, log_alpha, eta, self.cfg, delta=delta, scale=scale)
-        else:
-            exact = self.algorithm == "exact" or (
-                self.algorithm == "auto" and self.cfg.bias == "l2" and self.cfg.retention == "l2"
-            )
-            out = miras_chunked(
-                q,
-                k,
-                v,
-                log_alpha,
-                eta,
-                self.cfg,
-                delta=delta,
-                scale=scale,
-                chunk_size=self.chunk_size,
-                exact=exact,
-            )
-        return self.proj(merge_heads(out))
+        return q, k, v, log_alpha, eta, delta
 
     def extra_repr(self) -> str:
         """Add the bias, retention, heads and algorithm to the default representation."""
         return (
             f"{super().extra_repr()}, bias={self.cfg.bias}, retention={self.cfg.retention}, "
-            f"num_heads={self.num_heads}, algorithm={self.algorithm}, chunk_size={self.chunk_size}"
+            f"num_heads={self.num_heads}, algorithm={self.algorithm}, chunk_size={self.chunk_size}, "
+            f"segment_size={self.segment_size}"
         )
 
 
@@ -415,6 +468,7 @@ class Moneta(MirasMemory):
         alpha_init: float = 0.95,
         chunk_size: int = 16,
         algorithm: Algorithm = "auto",
+        segment_size: int = SEGMENT_SIZE,
         layer_idx: int = 0,
         num_layers: int = 1,
     ) -> None:
@@ -431,6 +485,7 @@ class Moneta(MirasMemory):
             alpha_init=alpha_init,
             chunk_size=chunk_size,
             algorithm=algorithm,
+            segment_size=segment_size,
             layer_idx=layer_idx,
             num_layers=num_layers,
         )
@@ -453,6 +508,7 @@ class Yaad(MirasMemory):
         alpha_init: float = 0.95,
         chunk_size: int = 16,
         algorithm: Algorithm = "auto",
+        segment_size: int = SEGMENT_SIZE,
         layer_idx: int = 0,
         num_layers: int = 1,
     ) -> None:
@@ -465,6 +521,7 @@ class Yaad(MirasMemory):
             alpha_init=alpha_init,
             chunk_size=chunk_size,
             algorithm=algorithm,
+            segment_size=segment_size,
             layer_idx=layer_idx,
             num_layers=num_layers,
         )
@@ -487,6 +544,7 @@ class Memora(MirasMemory):
         alpha_init: float = 0.95,
         chunk_size: int = 16,
         algorithm: Algorithm = "auto",
+        segment_size: int = SEGMENT_SIZE,
         layer_idx: int = 0,
         num_layers: int = 1,
     ) -> None:
@@ -499,6 +557,7 @@ class Memora(MirasMemory):
             alpha_init=alpha_init,
             chunk_size=chunk_size,
             algorithm=algorithm,
+            segment_size=segment_size,
             layer_idx=layer_idx,
             num_layers=num_layers,
         )

@@ -37,6 +37,14 @@ on the sequence length)::
 Cost: ``O(N g (d + e))`` for the chunks and ``O(N d e)`` for the linear part (``e`` = width of ``[v, u]``);
 no ``(N, N)`` tensor is built and the causal prefix state is per chunk, ``(B, N/g, d, e)``.
 
+**Segments** (``segment_size`` of :class:`MossFormerAttention`, default :data:`SEGMENT_SIZE`, rounded
+down to a multiple of ``g``). The mixer runs over segments of whole chunks so that every operand stays
+cache-sized on CPU: each segment is projected and rotated (with its absolute positions) on its own and
+its chunk attention computed; the causal linear part carries the prefix state from segment to segment,
+the non-causal one first sums ``Σ k_lin [v, u]ᵀ`` over the segments (pass 1) and then reads it per
+segment (pass 2). Only the input and the output span the whole sequence. Results equal the one-pass
+:func:`joint_attention` up to floating-point rounding (dropout draws differ).
+
 :class:`MossFormerAttention` is the registered token mixer: a complete GAU (Hua et al., Fig. 2) with
 ``v, u = SiLU(W_h x)``, ``z = SiLU(W_z x)``, the joint attention above, the gate and an output projection.
 MossFormer's own block (token shift, convolution-augmented FFConvM projections, ScaleNorm, residual) is
@@ -68,6 +76,7 @@ from core.attention.registry import register_mechanism
 from core.attention.rope import apply_rope, inverse_frequencies, rope_angles
 
 __all__ = [
+    "SEGMENT_SIZE",
     "MossFormerAttention",
     "MossFormerJointAttention",
     "OffsetScale",
@@ -78,15 +87,24 @@ __all__ = [
 ]
 
 
-def rotate_partial(t: Tensor, rotary_dim: int) -> Tensor:
+#: Tokens per segment of :class:`MossFormerAttention` (rounded down to a multiple of ``group_size``, at
+#: least one chunk). Per token a segment holds ``[v, u]`` (``expansion_factor · C`` channels), ``z`` and
+#: its four rotated scale/offset copies (``5 d``), the ``g`` relu² weights of its chunk and their
+#: intermediates: about 10 KiB per batch row for C = 64, d = 128, g = 256 (fp32), so 512 tokens (two
+#: official chunks) keep each tensor at 1 to 2 MiB for B = 2 and a segment's working set inside L3.
+SEGMENT_SIZE = 512
+
+
+def rotate_partial(t: Tensor, rotary_dim: int, offset: int = 0) -> Tensor:
     """Rotary positions on the first ``rotary_dim`` channels of ``t (..., N, D)``, interleaved pairs.
 
     Token ``p`` pair ``j`` is rotated by ``p · 10000^(−2j/rotary_dim)``, the ``rotary_embedding_torch``
-    convention of the official code; channels ``rotary_dim:`` are returned unchanged.
+    convention of the official code; channels ``rotary_dim:`` are returned unchanged. ``offset`` is the
+    position of the first token (for a segment of a longer sequence).
     """
     if rotary_dim == 0:
         return t
-    positions = torch.arange(t.shape[-2], device=t.device)
+    positions = torch.arange(offset, offset + t.shape[-2], device=t.device)
     angles = rope_angles(positions, inverse_frequencies(rotary_dim, device=t.device))
     rotated = apply_rope(t[..., :rotary_dim], angles, layout="interleaved")
     return torch.cat((rotated, t[..., rotary_dim:]), dim=-1)
@@ -157,44 +175,95 @@ def joint_attention(
         ``(att_v, att_u)`` of shapes ``(B, N, e_v)`` and ``(B, N, e_u)``.
     """
     _check_joint_inputs(quad_q, quad_k, lin_q, lin_k, v, u, group_size)
-    b, n, d = quad_q.shape
+    b, n, _ = quad_q.shape
     _check_key_mask(key_mask, b, n)
-    g = group_size
     vu = torch.cat((v, u), dim=-1)
-    e = vu.shape[-1]
-    valid = None if key_mask is None else key_mask[..., None].to(vu.dtype)  # (B, N, 1)
-    if valid is not None:
-        lin_k = lin_k * valid
+    lin_k = _mask_linear_keys(lin_k, key_mask)
+    if is_causal:
+        out, _ = _causal_segment(quad_q, quad_k, lin_q, lin_k, vu, key_mask, group_size, dropout_p, None)
+    else:
+        state = lin_k.transpose(-2, -1) @ vu / _valid_count(key_mask, n, vu)  # (B, d, e)
+        out = _noncausal_segment(quad_q, quad_k, lin_q, vu, key_mask, group_size, dropout_p, state)
+    return out[..., : v.shape[-1]], out[..., v.shape[-1] :]
+
+
+def _mask_linear_keys(lin_k: Tensor, key_mask: Tensor | None) -> Tensor:
+    return lin_k if key_mask is None else lin_k * key_mask[..., None].to(lin_k.dtype)
+
+
+def _valid_count(key_mask: Tensor | None, n: int, like: Tensor) -> Tensor | float:
+    """``n``, or the number of valid keys per batch row ``(B, 1, 1)``: the non-causal linear normaliser."""
+    if key_mask is None:
+        return float(n)
+    return key_mask.sum(dim=1).clamp_min(1).to(like.dtype)[:, None, None]
+
+
+def _chunk_attention(
+    tensors: Sequence[Tensor], key_mask: Tensor | None, g: int, is_causal: bool, dropout_p: float
+) -> tuple[list[Tensor], Tensor]:
+    """Pad ``(quad_q, quad_k, vu, *rest)`` ``(B, L, ·)`` to whole chunks of ``g``; relu² attention per chunk.
+
+    Returns the chunked ``(vu, *rest)`` ``(B, G, g, ·)`` and the chunk attention ``(B, G, g, e)`` of ``vu``.
+    """
+    b, n, _ = tensors[0].shape
     pad = (-n) % g
+    valid = None if key_mask is None else key_mask[..., None].to(tensors[0].dtype)  # (B, L, 1)
     if pad:
-        quad_q, quad_k, lin_q, lin_k, vu = (
-            F.pad(t, (0, 0, 0, pad)) for t in (quad_q, quad_k, lin_q, lin_k, vu)
-        )
-        valid = F.pad(vu.new_ones(b, n, 1) if valid is None else valid, (0, 0, 0, pad))
+        tensors = [F.pad(t, (0, 0, 0, pad)) for t in tensors]
+        valid = F.pad(tensors[0].new_ones(b, n, 1) if valid is None else valid, (0, 0, 0, pad))
     chunks = (n + pad) // g
-
-    def chunked(t: Tensor) -> Tensor:
-        return t.reshape(b, chunks, g, t.shape[-1])
-
-    qq, kq, ql, kl, vuc = (chunked(t) for t in (quad_q, quad_k, lin_q, lin_k, vu))
+    qq, kq, vuc, *rest = (t.reshape(b, chunks, g, t.shape[-1]) for t in tensors)
     weights = F.relu(qq @ kq.transpose(-2, -1) / g) ** 2  # (B, G, g, g)
     if valid is not None:
-        weights = weights * chunked(valid).transpose(-2, -1)  # padded / masked keys
+        weights = weights * valid.reshape(b, chunks, 1, g)  # padded / masked keys
     if is_causal:
         weights = weights * torch.ones(g, g, dtype=torch.bool, device=weights.device).tril()
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p, training=True)
-    out = weights @ vuc  # (B, G, g, e)
-    if is_causal:
-        state = kl.transpose(-2, -1) @ vuc / g  # (B, G, d, e): one summary per chunk
-        state = torch.cat((state.new_zeros(b, 1, d, e), state.cumsum(dim=1)[:, :-1]), dim=1)  # exclusive
-        out = out + ql @ state
-    else:
-        count = float(n) if key_mask is None else key_mask.sum(dim=1).clamp_min(1).to(vu.dtype)[:, None, None]
-        state = lin_k.transpose(-2, -1) @ vu / count  # (B, d, e)
-        out = out + chunked(lin_q @ state)
-    out = out.reshape(b, chunks * g, e)[:, :n]
-    return out[..., : v.shape[-1]], out[..., v.shape[-1] :]
+    return [vuc, *rest], weights @ vuc
+
+
+def _causal_segment(
+    quad_q: Tensor,
+    quad_k: Tensor,
+    lin_q: Tensor,
+    lin_k: Tensor,
+    vu: Tensor,
+    key_mask: Tensor | None,
+    g: int,
+    dropout_p: float,
+    carry: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """Causal joint attention of a segment (whole chunks but the last) from the prefix state ``carry``.
+
+    ``lin_k`` must be masked. Returns ``(B, L, e)`` and the prefix state ``(B, 1, d, e)`` after it.
+    """
+    b, n, d = quad_q.shape
+    (vuc, ql, kl), out = _chunk_attention((quad_q, quad_k, vu, lin_q, lin_k), key_mask, g, True, dropout_p)
+    state = (kl.transpose(-2, -1) @ vuc / g).cumsum(dim=1)  # (B, G, d, e): inclusive prefix per chunk
+    if carry is not None:
+        state = state + carry
+    start = carry if carry is not None else state.new_zeros(b, 1, d, state.shape[-1])
+    exclusive = torch.cat((start, state[:, :-1]), dim=1)
+    out = out + ql @ exclusive
+    return out.reshape(b, -1, out.shape[-1])[:, :n], state[:, -1:]
+
+
+def _noncausal_segment(
+    quad_q: Tensor,
+    quad_k: Tensor,
+    lin_q: Tensor,
+    vu: Tensor,
+    key_mask: Tensor | None,
+    g: int,
+    dropout_p: float,
+    state: Tensor,
+) -> Tensor:
+    """Non-causal joint attention of a segment given the normalised global state ``(B, d, e)``."""
+    n = quad_q.shape[1]
+    _, out = _chunk_attention((quad_q, quad_k, vu), key_mask, g, False, dropout_p)
+    out = out.reshape(out.shape[0], -1, out.shape[-1])[:, :n]
+    return out + lin_q @ state
 
 
 def joint_attention_reference(
@@ -299,11 +368,11 @@ class MossFormerJointAttention(nn.Module):
         self.attn_drop = attn_drop
         self.offset_scale = OffsetScale(query_key_dim, heads=4)
 
-    def queries_keys(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``z (B, N, d)`` -> rotated ``(quad_q, quad_k, lin_q, lin_k)``."""
+    def queries_keys(self, z: Tensor, offset: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``z (B, N, d)`` -> rotated ``(quad_q, quad_k, lin_q, lin_k)``; ``offset``: first position."""
         quad_q, lin_q, quad_k, lin_k = self.offset_scale(z)  # official order
         quad_q, quad_k, lin_q, lin_k = (
-            rotate_partial(t, self.rotary_dim) for t in (quad_q, quad_k, lin_q, lin_k)
+            rotate_partial(t, self.rotary_dim, offset) for t in (quad_q, quad_k, lin_q, lin_k)
         )
         return quad_q, quad_k, lin_q, lin_k
 
@@ -355,6 +424,8 @@ class MossFormerAttention(TokenMixer):
         rotary_dim: Rotated channels of the queries and keys; ``None`` = ``min(32, d)``, 0 disables RoPE.
         attn_drop: Dropout on the relu² weights.
         proj_drop: Dropout after the output projection.
+        segment_size: Tokens per segment (rounded down to a multiple of ``group_size``, at least one
+            chunk; see the module doc); it changes speed, not results.
         layer_idx: Index of the owning layer.
         num_layers: Depth of the owning stack.
     """
@@ -374,10 +445,14 @@ class MossFormerAttention(TokenMixer):
         rotary_dim: int | None = None,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
+        segment_size: int = SEGMENT_SIZE,
         layer_idx: int = 0,
         num_layers: int = 1,
     ) -> None:
         super().__init__(dim, layer_idx=layer_idx, num_layers=num_layers)
+        if segment_size < 1:
+            raise ValueError(f"MossFormerAttention: segment_size must be positive, got {segment_size}")
+        self.segment_size = segment_size
         hidden = int(dim * expansion_factor)
         if hidden < 2 or hidden % 2:
             raise ValueError(
@@ -402,11 +477,40 @@ class MossFormerAttention(TokenMixer):
         is_causal: bool,
         context: Tensor | None,
     ) -> Tensor:
-        """Project, attend jointly, gate and project back."""
-        key_mask = key_padding_mask(mask, x.shape[0], x.shape[1], type(self).__name__)
-        v, u = F.silu(self.to_hidden(x)).chunk(2, dim=-1)
-        z = F.silu(self.to_qk(x))
-        att_v, att_u = self.attention(z, v, u, is_causal=is_causal, key_mask=key_mask)
+        """Project, attend jointly, gate and project back, segment by segment (see the module doc)."""
+        b, n, _ = x.shape
+        key_mask = key_padding_mask(mask, b, n, type(self).__name__)
+        attention = self.attention
+        g = attention.group_size
+        drop = attention.attn_drop if self.training else 0.0
+        seg = max(1, self.segment_size // g) * g
+        # Split once (slicing in the loop would make autograd build a full-size gradient per segment).
+        xs = x.split(seg, dim=1)
+        masks = key_mask.split(seg, dim=1) if key_mask is not None else [None] * len(xs)
+        parts, states, carry, offset = [], [], None, 0
+        for x_s, m_s in zip(xs, masks, strict=True):
+            v, u = F.silu(self.to_hidden(x_s)).chunk(2, dim=-1)
+            quad_q, quad_k, lin_q, lin_k = attention.queries_keys(F.silu(self.to_qk(x_s)), offset)
+            offset += x_s.shape[1]
+            vu = torch.cat((v, u), dim=-1)
+            lin_k = _mask_linear_keys(lin_k, m_s)
+            if is_causal:
+                att, carry = _causal_segment(quad_q, quad_k, lin_q, lin_k, vu, m_s, g, drop, carry)
+                parts.append(self._output(v, u, att))
+            else:  # pass 1: the global linear state
+                states.append(lin_k.transpose(-2, -1) @ vu)
+                parts.append((v, u, quad_q, quad_k, lin_q, vu, m_s))
+        if not is_causal:  # pass 2: chunk attention and the linear read per segment
+            state = torch.stack(states).sum(dim=0) / _valid_count(key_mask, n, x)
+            parts = [
+                self._output(v, u, _noncausal_segment(qq, qk, lq, vu, m_s, g, drop, state))
+                for v, u, qq, qk, lq, vu, m_s in parts
+            ]
+        return torch.cat(parts, dim=1)
+
+    def _output(self, v: Tensor, u: Tensor, att: Tensor) -> Tensor:
+        """MossFormer's gate on the joint attention ``att = [att_v, att_u]``, output projection, dropout."""
+        att_v, att_u = att[..., : v.shape[-1]], att[..., v.shape[-1] :]
         return self.proj_drop(self.to_out(mossformer_gate(v, u, att_v, att_u)))
 
     def attention_flops(
@@ -429,5 +533,6 @@ class MossFormerAttention(TokenMixer):
         """Add the widths and chunk size to the default representation."""
         return (
             f"{super().extra_repr()}, hidden={self.hidden}, query_key_dim={self.attention.query_key_dim}, "
-            f"group_size={self.attention.group_size}, rotary_dim={self.attention.rotary_dim}"
+            f"group_size={self.attention.group_size}, rotary_dim={self.attention.rotary_dim}, "
+            f"segment_size={self.segment_size}"
         )

@@ -98,8 +98,10 @@ class TrainBatchCollate:
 
     Sample ``i`` is user ``users[i]`` whose training part is ``items[starts[i]:ends[i]]``. ``last`` windows
     take its most recent ``L + 1`` items (SASRec's official sampler); ``random`` windows end at a uniform
-    position among those that leave a full window (the whole part when it is shorter), drawn with torch's
-    global generator (reproducible under ``seed_everything(workers=True)``).
+    position among those that leave a full window (the whole part when it is shorter); ``prefix`` windows
+    end at a uniform position among all that leave at least one input and its target, i.e. a random prefix
+    of the training part (RecBole's every-prefix augmentation, one prefix per user per epoch). Positions
+    are drawn with torch's global generator (reproducible under ``seed_everything(workers=True)``).
 
     Args:
         items: ``(T,)`` flat items (the training parts possibly noisy).
@@ -107,7 +109,7 @@ class TrainBatchCollate:
         starts: ``(N,)`` start of each training part.
         ends: ``(N,)`` end of each training part.
         length: Window length ``L + 1``.
-        windows: ``last`` or ``random``.
+        windows: ``last``, ``random`` or ``prefix``.
         trim: Pad each batch only to its longest window (see :func:`left_pad_windows`).
     """
 
@@ -132,6 +134,9 @@ class TrainBatchCollate:
         starts, ends = self.starts[idx], self.ends[idx]
         if self.windows == "random":
             spare = (ends - starts - self.length).clamp(min=0)  # how far the window end may move back
+            ends = ends - (torch.rand(len(idx)) * (spare + 1)).floor().long().clamp(max=spare)
+        elif self.windows == "prefix":
+            spare = ends - starts - MIN_TRAIN_ITEMS  # a prefix keeps at least one input and its target
             ends = ends - (torch.rand(len(idx)) * (spare + 1)).floor().long().clamp(max=spare)
         items = left_pad_windows(self.items, starts, ends, self.length, self.trim)
         return {"items": items, "user": self.users[idx]}
@@ -348,8 +353,10 @@ class SeqRecDataModule(pl.LightningDataModule):
         mask_history: Whether full ranking excludes the items the user already interacted with (linked to
             the task; the batches always carry ``seen``).
         train_windows: ``last`` (one sample per user: the most recent ``L + 1`` training items, SASRec's
-            official sampler) or ``random`` (a random ``L + 1`` window of each longer prefix, redrawn every
-            time a batch is built, i.e. every epoch).
+            official sampler), ``random`` (a random ``L + 1`` window of each longer prefix, redrawn every
+            time a batch is built, i.e. every epoch) or ``prefix`` (the last ``L + 1`` items of a random
+            prefix of at least 2 items, redrawn every epoch: for IGR-SR, which is supervised at the last
+            position only, each epoch then trains on different targets instead of the same last one).
         pad_to: ``batch`` pads each batch only to its longest window (fast on short histories: Amazon users
             average 8.6 items against ``max_len=50``); ``max_len`` always pads to the full window. The
             models of this domain give identical results either way (SASRec's and IGR-SR's positions are
@@ -385,7 +392,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         ranking: Literal["full", "uni100", "pop100"] = "full",
         num_negatives: int = 100,
         mask_history: bool = True,
-        train_windows: Literal["last", "random"] = "last",
+        train_windows: Literal["last", "random", "prefix"] = "last",
         pad_to: Literal["batch", "max_len"] = "batch",
         predict_users: list[str] | None = None,
         predict_file: str | None = None,
@@ -400,7 +407,7 @@ class SeqRecDataModule(pl.LightningDataModule):
             "format": (format, ("auto", "recbole", "sequence", "ml100k", "ml1m", "csv")),
             "split": (split, ("leave_one_out", "time_ratio")),
             "ranking": (ranking, ("full", "uni100", "pop100")),
-            "train_windows": (train_windows, ("last", "random")),
+            "train_windows": (train_windows, ("last", "random", "prefix")),
             "pad_to": (pad_to, ("batch", "max_len")),
         }
         for name, (value, allowed) in choices.items():

@@ -172,3 +172,28 @@ def test_contract_errors() -> None:
         gated_delta_rule_chunked(*_inputs(4), chunk_size=0)
     with pytest.raises(ValueError, match=r"q, k \(B, H, N, Dk\)"):
         gated_delta_rule_recurrent(*_inputs(4)[:2], torch.randn(2, 2, 3, 6), *_inputs(4)[3:])
+
+
+@pytest.mark.parametrize(("n", "chunk", "segment"), [(24, 4, 8), (23, 4, 10), (23, 2, 2)])
+def test_segments_match_one_pass_and_recurrent(n, chunk, segment) -> None:
+    """Segments (a short last one; one shorter than the conv window) equal one pass and the recurrence."""
+    torch.manual_seed(6)
+    whole = GatedDeltaNet(8, num_heads=2, head_dim=4, chunk_size=chunk, segment_size=64).double()
+    seg = copy.deepcopy(whole)
+    seg.segment_size = segment
+    x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    pad = torch.ones(2, n, dtype=torch.bool)
+    pad[1, :3] = False
+    pad[0, 9] = False
+    out, out2 = whole(x, mask=pad, is_causal=True), seg(x2, mask=pad, is_causal=True)
+    torch.testing.assert_close(out2, out, atol=1e-12, rtol=1e-10)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out2.backward(grad)
+    torch.testing.assert_close(x2.grad, x.grad, atol=1e-12, rtol=1e-10)
+    for p, p2 in zip(whole.parameters(), seg.parameters(), strict=True):
+        torch.testing.assert_close(p2.grad, p.grad, atol=1e-12, rtol=1e-10)
+    seg.mode = "recurrent"
+    with torch.no_grad():
+        torch.testing.assert_close(seg(x2, mask=pad, is_causal=True), out.detach(), atol=1e-12, rtol=1e-10)

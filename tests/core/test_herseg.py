@@ -101,3 +101,33 @@ def test_errors() -> None:
         dual_gated_linear_attention(q, q, q, torch.randn(1, 2, 4), keep=5)
     with pytest.raises(ValueError, match=r"scores \(B, H, M\)"):
         dual_gated_linear_attention(q, q, q, torch.randn(1, 4))
+
+
+@pytest.mark.parametrize("keep_ratio", [None, 0.5])
+@pytest.mark.parametrize("n", [24, 23])
+def test_segments_match_unsegmented(keep_ratio, n) -> None:
+    """Segments of 8 tokens (and a short last one) equal one segment, values and gradients, in float64."""
+    torch.manual_seed(3)
+    whole = DualGatedLinearAttention(8, num_heads=2, keep_ratio=keep_ratio, segment_size=64).double()
+    seg = copy.deepcopy(whole)
+    seg.segment_size = 8
+    x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    pad = torch.ones(2, n, dtype=torch.bool)
+    pad[1, -5:] = False
+    out, out2 = whole(x, mask=pad), seg(x2, mask=pad)
+    torch.testing.assert_close(out2, out, atol=1e-12, rtol=1e-10)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out2.backward(grad)
+    torch.testing.assert_close(x2.grad, x.grad, atol=1e-12, rtol=1e-10)
+    for p, p2 in zip(whole.parameters(), seg.parameters(), strict=True):
+        torch.testing.assert_close(p2.grad, p.grad, atol=1e-12, rtol=1e-10)
+    # ...and both equal the functional (unsegmented) form.
+    q, k, v = (t.reshape(2, n, 2, 4).transpose(1, 2) for t in (x.detach() @ whole.qkv.weight.T).chunk(3, -1))
+    scores = whole.token_gate(x.detach()).transpose(1, 2)
+    keep = None if keep_ratio is None else math.ceil(keep_ratio * n)
+    att = dual_gated_linear_attention(whole.phi(q), whole.phi(k), v, scores, keep=keep, key_mask=pad)
+    gate = torch.sigmoid(whole.output_gate(x.detach()))
+    expected = whole.proj(att.transpose(1, 2).reshape(2, n, 8) * gate)
+    torch.testing.assert_close(out.detach(), expected.detach(), atol=1e-12, rtol=1e-10)

@@ -160,3 +160,27 @@ def test_contract_errors() -> None:
         HGRN2(8, q_activation="relu")
     with pytest.raises(ValueError, match="log_decay must be shaped like k"):
         gla_chunked(*_inputs(4)[:3], torch.zeros(2, 2, 4, 3))
+
+
+@pytest.mark.parametrize(("n", "segment"), [(24, 8), (23, 10)])
+def test_segments_match_one_pass_and_recurrent(n, segment) -> None:
+    """Segments (chunk 4, a short last segment) equal one pass and the recurrence, values and gradients."""
+    torch.manual_seed(7)
+    whole = HGRN2(8, num_heads=2, chunk_size=4, segment_size=64, layer_idx=1, num_layers=3).double()
+    seg = copy.deepcopy(whole)
+    seg.segment_size = segment
+    x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    pad = torch.ones(2, n, dtype=torch.bool)
+    pad[1, :3] = False
+    out, out2 = whole(x, mask=pad, is_causal=True), seg(x2, mask=pad, is_causal=True)
+    torch.testing.assert_close(out2, out, atol=1e-12, rtol=1e-10)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out2.backward(grad)
+    torch.testing.assert_close(x2.grad, x.grad, atol=1e-12, rtol=1e-10)
+    for p, p2 in zip(whole.parameters(), seg.parameters(), strict=True):
+        torch.testing.assert_close(p2.grad, p.grad, atol=1e-12, rtol=1e-10)
+    seg.mode = "recurrent"
+    with torch.no_grad():
+        torch.testing.assert_close(seg(x2, mask=pad, is_causal=True), out.detach(), atol=1e-12, rtol=1e-10)

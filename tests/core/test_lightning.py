@@ -182,3 +182,30 @@ def test_errors() -> None:
         LightningAttention(8, slopes="rope")
     with pytest.raises(ValueError, match="key-padding"):
         LightningAttention(8, num_heads=2)(torch.randn(1, 4, 8), mask=torch.ones(1, 4, 4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("n", [24, 23])
+def test_segments_match_one_pass_and_quadratic(causal, n) -> None:
+    """Segments of 8 tokens (chunk 4, a short last segment) equal one segment and the quadratic form."""
+    torch.manual_seed(5)
+    whole = LightningAttention(8, num_heads=2, chunk_size=4, segment_size=64, layer_idx=1, num_layers=4)
+    whole = whole.double()
+    seg = copy.deepcopy(whole)
+    seg.segment_size = 10  # rounded down to 8, a multiple of the chunk
+    x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    pad = torch.ones(2, n, dtype=torch.bool)
+    pad[1, :3] = False
+    out, out2 = whole(x, mask=pad, is_causal=causal), seg(x2, mask=pad, is_causal=causal)
+    torch.testing.assert_close(out2, out, **EXACT)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out2.backward(grad)
+    torch.testing.assert_close(x2.grad, x.grad, **EXACT)
+    for p, p2 in zip(whole.parameters(), seg.parameters(), strict=True):
+        torch.testing.assert_close(p2.grad, p.grad, **EXACT)
+    with torch.no_grad():
+        q, k, v = whole._qkv(x)
+        att = quadratic(q, k, v, whole.log_decay, causal=causal, key_mask=pad)
+        torch.testing.assert_close(out.detach(), whole._output(att, x), **EXACT)

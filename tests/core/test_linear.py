@@ -11,7 +11,12 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from core.attention.care import linear_attention
-from core.attention.linear import LinearAttention, linear_attention_chunked, linear_attention_recurrent
+from core.attention.linear import (
+    LinearAttention,
+    linear_attention_chunked,
+    linear_attention_recurrent,
+    linear_scan_chunked,
+)
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
@@ -243,3 +248,25 @@ def test_errors() -> None:
         linear_attention_chunked(q, q, q, key_mask=torch.ones(1, 4))
     with pytest.raises(ValueError, match="key-padding"):
         LinearAttention(8, num_heads=2)(torch.randn(1, 4, 8), mask=torch.ones(1, 4, 4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("decay", [False, True])
+def test_scan_continues_from_a_state(decay: bool) -> None:
+    """Scanning 23 tokens as 8 + 8 + 7 with the carried state equals one scan, values and gradients."""
+    torch.manual_seed(4)
+    q, k, v = (torch.randn(2, 2, 23, 3, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    rates = torch.tensor([0.0, 0.3], dtype=torch.float64) if decay else None
+    whole = linear_attention_chunked(q, k, v, causal=True, chunk_size=4, log_decay=rates, normalize=False)
+    ref, end = linear_scan_chunked(q, k, v, chunk_size=4, log_decay=rates)
+    torch.testing.assert_close(ref, whole, atol=1e-12, rtol=1e-10)
+    outs, state = [], None
+    for qs, ks, vs in zip(*(t.split(8, dim=2) for t in (q, k, v)), strict=True):
+        out, state = linear_scan_chunked(qs, ks, vs, chunk_size=4, log_decay=rates, initial_state=state)
+        outs.append(out)
+    seg = torch.cat(outs, dim=2)
+    torch.testing.assert_close(seg, whole, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(state, end, atol=1e-12, rtol=1e-10)
+    grads = torch.autograd.grad((seg * whole.detach()).sum() + state.sum(), (q, k, v))
+    grads_ref = torch.autograd.grad((whole * whole.detach()).sum() + end.sum(), (q, k, v))
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, g_ref, atol=1e-12, rtol=1e-10)

@@ -184,3 +184,26 @@ def test_registration_and_errors() -> None:
     with pytest.raises(ValueError, match="exact chunked form"):
         q = torch.randn(1, 1, 3, 2)
         miras_chunked(q, q, q, q[..., 0], q[..., 0], MirasConfig("huber", "l2"), exact=True)
+
+
+@pytest.mark.parametrize("cls", [Memora, Moneta, Yaad, MirasMemory])
+@pytest.mark.parametrize(("n", "segment"), [(24, 8), (23, 10)])
+def test_segments_match_one_pass(cls, n: int, segment: int) -> None:
+    """Segments (chunk 4, a short last segment) equal one pass, values and gradients, in float64."""
+    torch.manual_seed(9)
+    whole = cls(8, num_heads=2, chunk_size=4, segment_size=64).double()
+    seg = copy.deepcopy(whole)
+    seg.segment_size = segment  # rounded down to 8, a multiple of the chunk
+    x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    pad = torch.ones(2, n, dtype=torch.bool)
+    pad[0, 4] = False
+    pad[1, -3:] = False
+    out, out2 = whole(x, mask=pad, is_causal=True), seg(x2, mask=pad, is_causal=True)
+    torch.testing.assert_close(out2, out, **EXACT)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out2.backward(grad)
+    torch.testing.assert_close(x2.grad, x.grad, **EXACT)
+    for p, p2 in zip(whole.parameters(), seg.parameters(), strict=True):
+        torch.testing.assert_close(p2.grad, p.grad, **EXACT)

@@ -313,3 +313,30 @@ def test_block_overfits_a_tiny_target() -> None:
         loss.backward()
         opt.step()
     assert loss.item() < first / 2
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize(("n", "segment"), [(24, 8), (23, 9)])
+def test_segments_match_one_pass(causal: bool, n: int, segment: int) -> None:
+    """Segments of whole chunks (g = 4, a short last segment) equal one segment, values and gradients."""
+    torch.manual_seed(8)
+    whole = MossFormerAttention(8, group_size=4, query_key_dim=8, rotary_dim=4, segment_size=64).double()
+    seg = copy.deepcopy(whole)
+    seg.segment_size = segment  # rounded down to 8
+    x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    pad = _mask(2, n)
+    out, out2 = whole(x, mask=pad, is_causal=causal), seg(x2, mask=pad, is_causal=causal)
+    torch.testing.assert_close(out2, out, **EXACT)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out2.backward(grad)
+    torch.testing.assert_close(x2.grad, x.grad, **EXACT)
+    for p, p2 in zip(whole.parameters(), seg.parameters(), strict=True):
+        torch.testing.assert_close(p2.grad, p.grad, **EXACT)
+    with torch.no_grad():  # ...and the one-pass functional form
+        v, u = F.silu(whole.to_hidden(x)).chunk(2, dim=-1)
+        z = F.silu(whole.to_qk(x))
+        att_v, att_u = whole.attention(z, v, u, is_causal=causal, key_mask=pad)
+        expected = whole.to_out((att_u * v) * torch.sigmoid(att_v * u))
+        torch.testing.assert_close(out.detach(), expected, **EXACT)

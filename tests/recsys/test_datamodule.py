@@ -218,6 +218,23 @@ def test_random_windows_are_contiguous_training_slices() -> None:
     assert len(starts) > 5  # the windows move
 
 
+def test_prefix_windows_are_random_training_prefixes() -> None:
+    seqs = [list(range(1, 31)), [3, 1, 2, 5, 4]]
+    dm = SeqRecDataModule.from_sequences(make_data(seqs, 30), max_len=4, train_windows="prefix", batch_size=2)
+    dm.setup("fit")
+    ends = {0: set(), 1: set()}
+    for _ in range(60):
+        batch = next(iter(dm.train_dataloader()))
+        for user, row in zip(batch["user"].tolist(), batch["items"].tolist(), strict=True):
+            items = [i for i in row if i]
+            training = seqs[user][:-2]  # leave-one-out: the last two are validation and test
+            assert len(items) >= 2 and row[-1] in training  # at least one input and its target
+            end = training.index(row[-1]) + 1
+            assert items == training[max(0, end - 5) : end]  # the last L + 1 items of a prefix
+            ends[user].add(end)
+    assert ends[1] == {2, 3} and len(ends[0]) > 10  # every prefix length can be drawn
+
+
 def test_time_ratio_split_uses_global_cuts() -> None:
     seqs = [[1, 2, 3, 4], [5, 6, 7], [8, 9, 1, 2]]
     times = [[1, 2, 9, 10], [3, 4, 11], [5, 6, 7, 12]]
