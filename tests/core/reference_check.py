@@ -31,3 +31,30 @@ def assert_matches_reference(module: nn.Module, reference: Callable[..., Tensor]
     for (name, p), p_ref in zip(module.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.grad.double(), p_ref.grad, **GRAD, msg=f"grad of {name}")
     return out
+
+
+EXACT = {"atol": 1e-12, "rtol": 1e-10}
+
+
+def assert_same_outputs_and_grads(
+    first: nn.Module, second: nn.Module, x: Tensor, tol: dict[str, float] | None = None, **kwargs
+) -> Tensor:
+    """Two float64 twins (e.g. one pass vs segments): same output, input and parameter gradients.
+
+    ``first(x, **kwargs)`` and ``second(x', **kwargs)`` run on copies of ``x`` (which must require grad);
+    both get the same random output gradient. Tolerance ``tol`` (default ``EXACT``).
+
+    Returns:
+        ``first``'s output, for further checks by the caller.
+    """
+    tol = tol or EXACT
+    x2 = x.detach().clone().requires_grad_(True)
+    out, out2 = first(x, **kwargs), second(x2, **kwargs)
+    torch.testing.assert_close(out2, out, **tol)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out2.backward(grad)
+    torch.testing.assert_close(x2.grad, x.grad, **tol)
+    for (name, p), p2 in zip(first.named_parameters(), second.parameters(), strict=True):
+        torch.testing.assert_close(p2.grad, p.grad, **tol, msg=f"grad of {name}")
+    return out

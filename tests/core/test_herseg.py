@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from core.attention.herseg import DualGatedLinearAttention, dual_gated_linear_attention
+from tests.core.reference_check import assert_same_outputs_and_grads
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
@@ -112,17 +113,9 @@ def test_segments_match_unsegmented(keep_ratio, n) -> None:
     seg = copy.deepcopy(whole)
     seg.segment_size = 8
     x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
-    x2 = x.detach().clone().requires_grad_(True)
     pad = torch.ones(2, n, dtype=torch.bool)
     pad[1, -5:] = False
-    out, out2 = whole(x, mask=pad), seg(x2, mask=pad)
-    torch.testing.assert_close(out2, out, atol=1e-12, rtol=1e-10)
-    grad = torch.randn_like(out)
-    out.backward(grad)
-    out2.backward(grad)
-    torch.testing.assert_close(x2.grad, x.grad, atol=1e-12, rtol=1e-10)
-    for p, p2 in zip(whole.parameters(), seg.parameters(), strict=True):
-        torch.testing.assert_close(p2.grad, p.grad, atol=1e-12, rtol=1e-10)
+    out = assert_same_outputs_and_grads(whole, seg, x, mask=pad)
     # ...and both equal the functional (unsegmented) form.
     q, k, v = (t.reshape(2, n, 2, 4).transpose(1, 2) for t in (x.detach() @ whole.qkv.weight.T).chunk(3, -1))
     scores = whole.token_gate(x.detach()).transpose(1, 2)

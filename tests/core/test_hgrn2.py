@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from core.attention.hgrn2 import HGRN2, gla_chunked, gla_recurrent
+from tests.core.reference_check import assert_same_outputs_and_grads
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
@@ -170,17 +171,9 @@ def test_segments_match_one_pass_and_recurrent(n, segment) -> None:
     seg = copy.deepcopy(whole)
     seg.segment_size = segment
     x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
-    x2 = x.detach().clone().requires_grad_(True)
     pad = torch.ones(2, n, dtype=torch.bool)
     pad[1, :3] = False
-    out, out2 = whole(x, mask=pad, is_causal=True), seg(x2, mask=pad, is_causal=True)
-    torch.testing.assert_close(out2, out, atol=1e-12, rtol=1e-10)
-    grad = torch.randn_like(out)
-    out.backward(grad)
-    out2.backward(grad)
-    torch.testing.assert_close(x2.grad, x.grad, atol=1e-12, rtol=1e-10)
-    for p, p2 in zip(whole.parameters(), seg.parameters(), strict=True):
-        torch.testing.assert_close(p2.grad, p.grad, atol=1e-12, rtol=1e-10)
+    out = assert_same_outputs_and_grads(whole, seg, x, mask=pad, is_causal=True)
     seg.mode = "recurrent"
     with torch.no_grad():
-        torch.testing.assert_close(seg(x2, mask=pad, is_causal=True), out.detach(), atol=1e-12, rtol=1e-10)
+        torch.testing.assert_close(seg(x, mask=pad, is_causal=True), out.detach(), atol=1e-12, rtol=1e-10)

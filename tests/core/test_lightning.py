@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from core.attention.lightning import LightningAttention, lightning_attention, lightning_slopes
+from tests.core.reference_check import assert_same_outputs_and_grads
 from tests.core.test_linear import _MaxNumel
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
@@ -194,17 +195,9 @@ def test_segments_match_one_pass_and_quadratic(causal, n) -> None:
     seg = copy.deepcopy(whole)
     seg.segment_size = 10  # rounded down to 8, a multiple of the chunk
     x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
-    x2 = x.detach().clone().requires_grad_(True)
     pad = torch.ones(2, n, dtype=torch.bool)
     pad[1, :3] = False
-    out, out2 = whole(x, mask=pad, is_causal=causal), seg(x2, mask=pad, is_causal=causal)
-    torch.testing.assert_close(out2, out, **EXACT)
-    grad = torch.randn_like(out)
-    out.backward(grad)
-    out2.backward(grad)
-    torch.testing.assert_close(x2.grad, x.grad, **EXACT)
-    for p, p2 in zip(whole.parameters(), seg.parameters(), strict=True):
-        torch.testing.assert_close(p2.grad, p.grad, **EXACT)
+    out = assert_same_outputs_and_grads(whole, seg, x, mask=pad, is_causal=causal)
     with torch.no_grad():
         q, k, v = whole._qkv(x)
         att = quadratic(q, k, v, whole.log_decay, causal=causal, key_mask=pad)

@@ -19,6 +19,7 @@ from core.attention.mossformer import (
     rotate_partial,
 )
 from core.blocks.mossformer import MossFormerBlock, MossFormerStack, ScaleNorm
+from tests.core.reference_check import assert_same_outputs_and_grads
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
@@ -324,16 +325,8 @@ def test_segments_match_one_pass(causal: bool, n: int, segment: int) -> None:
     seg = copy.deepcopy(whole)
     seg.segment_size = segment  # rounded down to 8
     x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
-    x2 = x.detach().clone().requires_grad_(True)
     pad = _mask(2, n)
-    out, out2 = whole(x, mask=pad, is_causal=causal), seg(x2, mask=pad, is_causal=causal)
-    torch.testing.assert_close(out2, out, **EXACT)
-    grad = torch.randn_like(out)
-    out.backward(grad)
-    out2.backward(grad)
-    torch.testing.assert_close(x2.grad, x.grad, **EXACT)
-    for p, p2 in zip(whole.parameters(), seg.parameters(), strict=True):
-        torch.testing.assert_close(p2.grad, p.grad, **EXACT)
+    out = assert_same_outputs_and_grads(whole, seg, x, mask=pad, is_causal=causal)
     with torch.no_grad():  # ...and the one-pass functional form
         v, u = F.silu(whole.to_hidden(x)).chunk(2, dim=-1)
         z = F.silu(whole.to_qk(x))
