@@ -73,6 +73,8 @@ class SequentialRecommendation(BaseTask):
         reasoner_layers: IGR-SR: cross-attention layers of the deliberative reasoner.
         output_table: IGR-SR: score with the frozen encoder's item table (``shared``) or a trainable copy
             of it (``finetune``).
+        residual: IGR-SR: the user vector is SASRec's last state plus the gated reasoner output (True, starts
+            exactly at the pre-trained SASRec) or the reasoner output alone (False, the paper's literal form).
         encoder_checkpoint: IGR-SR: a SASRec checkpoint (``.ckpt`` of this task with ``model=sasrec``), or
             the ``default_root_dir`` of such a run (its best checkpoint is used), whose weights become the
             frozen intent-distiller encoder.
@@ -106,6 +108,7 @@ class SequentialRecommendation(BaseTask):
         freeze_encoder: bool = True,
         reasoner_layers: int = 2,
         output_table: Literal["shared", "finetune"] = "shared",
+        residual: bool = True,
         encoder_checkpoint: str | None = None,
         ks: list[int] | None = None,
         top_k: int = 20,
@@ -160,6 +163,7 @@ class SequentialRecommendation(BaseTask):
                 "freeze_encoder": hp.freeze_encoder,
                 "reasoner_layers": hp.reasoner_layers,
                 "output_table": hp.output_table,
+                "residual": hp.residual,
             }
         return kwargs
 

@@ -232,3 +232,11 @@ def test_predict_file_recommends_for_new_sequences_and_names_unknown_items(
     sequences.write_text(f"alice {known[0]}\ncarol {known[1]} no-such-item\n")
     with pytest.raises(KeyError, match=r"new_users.txt:2: unknown item id 'no-such-item'"):
         main(["predict", *args, "--ckpt_path", "best", f"--data.predict_file={sequences}"])
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_igrsr_user_vector_form_is_a_task_option(residual: bool) -> None:
+    task = SequentialRecommendation(
+        model="igrsr", residual=residual, freeze_encoder=False, num_items=12, max_len=6, hidden_dim=8
+    )
+    assert (task.network.gate is None) != residual
