@@ -142,13 +142,29 @@ def _psi(e: Tensor, cfg: MirasConfig, delta: Tensor | None) -> Tensor:
     return torch.maximum(torch.minimum(e, delta), -delta)
 
 
+def _lq_denominator(a: Tensor, cfg: MirasConfig) -> Tensor:
+    """``ε_q + ‖A‖_q^{q−2}`` of accumulators ``a (..., dv, dk)``, shape ``(..., 1)``.
+
+    An even integer ``q`` (Moneta's 4) takes ``|A|^q`` as a power of ``A²`` by multiplication: cheaper than
+    ``abs().pow(q)`` forward and backward, and equal up to rounding.
+    """
+    if cfg.q % 2 == 0 and cfg.q <= 8:
+        square = a * a
+        power = square
+        for _ in range(int(cfg.q) // 2 - 1):
+            power = power * square
+    else:
+        power = a.abs().pow(cfg.q)
+    norm = power.sum(dim=(-2, -1)).unsqueeze(-1)
+    return cfg.norm_eps + (norm + _TINY).pow((cfg.q - 2.0) / cfg.q)
+
+
 def _readout(a: Tensor, cfg: MirasConfig, scale: Tensor | None) -> Tensor:
     """Memory ``W = R(A)`` from the accumulator ``a (B, H, ..., dv, dk)``."""
     if cfg.retention == "l2":
         return a
     if cfg.retention == "lq":
-        power = (a.abs().pow(cfg.q).sum(dim=(-2, -1), keepdim=True) + _TINY).pow((cfg.q - 2.0) / cfg.q)
-        return a / (cfg.norm_eps + power)
+        return a / _lq_denominator(a, cfg).unsqueeze(-1)
     if scale is None:
         raise ValueError("miras: the kl retention needs a scale c")
     c = scale.view(1, -1, *([1] * (a.ndim - 2)))
@@ -226,6 +242,18 @@ def _chunk(
     else:
         w0 = _readout(a0, cfg, scale)
         e = _psi(k @ w0.transpose(-2, -1) - v, cfg, None if delta is None else delta[..., None])
+    if cfg.retention == "lq":
+        # A_t = γ_t A0 − Σ_s (γ_t/γ_s) η_s e_s k_sᵀ for every t of the chunk as one matmul
+        # [γ | −decay] @ [A0; e ⊗ k] over flattened (dv·dk). The read-out
+        # y_t = A_t q_t / (ε_q + ‖A_t‖_q^{q−2}) needs A_t only for its norm; A_t q_t comes from the
+        # attention-like form.
+        b, h, _, dv = e.shape
+        dk = k.shape[-1]
+        mix = torch.cat([lg.exp().unsqueeze(-1), -decay], dim=-1)  # (B, H, L, 1 + L)
+        outer = (e.unsqueeze(-1) * k.unsqueeze(-2)).reshape(b, h, length, dv * dk)
+        states = (mix @ torch.cat([a0.reshape(b, h, 1, dv * dk), outer], dim=2)).view(b, h, length, dv, dk)
+        y_lin = lg.exp()[..., None] * (q @ a0.transpose(-2, -1)) - (decay * (q @ k.transpose(-2, -1))) @ e
+        return y_lin / _lq_denominator(states, cfg), states[:, :, -1]
     a_end = lg[..., -1, None, None].exp() * a0 - torch.einsum("bhs,bhsv,bhsk->bhvk", decay[..., -1, :], e, k)
     if cfg.retention == "l2":
         y = lg.exp()[..., None] * (q @ a0.transpose(-2, -1)) - (decay * (q @ k.transpose(-2, -1))) @ e
@@ -280,10 +308,14 @@ def _chunk_loop(
     chunk_size: int,
     exact: bool,
     a: Tensor,
+    recompute: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """Chunks of :func:`miras_chunked` from the accumulator ``a``; outputs and the end accumulator."""
+    """Chunks of :func:`miras_chunked` from the accumulator ``a``; outputs and the end accumulator.
+
+    ``recompute``: the non-linear read-outs recompute each chunk in backward (``torch.utils.checkpoint``).
+    """
     fn = functools.partial(_chunk, cfg=cfg, exact=exact)
-    recompute = cfg.retention != "l2" and torch.is_grad_enabled()
+    recompute = recompute and cfg.retention != "l2" and torch.is_grad_enabled()
     ys = []
     # Split once (slicing inside the loop makes the backward pass quadratic in N, see linear.py).
     parts = [t.split(chunk_size, dim=2) for t in (q, k, v)]
@@ -416,8 +448,21 @@ class MirasMemory(TokenMixer):
             q, k, v, log_alpha, eta, delta = self._inputs(x_s, m_s)
             if state is None:
                 state = k.new_zeros(b, self.num_heads, v.shape[-1], k.shape[-1])
+            # ℓ_q (Moneta) chunks are a handful of small ops that autograd can keep (about 20 KiB per
+            # token for B = 2, C = 64); recomputing them under checkpoint doubled the step time.
             out, state = _chunk_loop(
-                q, k, v, log_alpha, eta, self.cfg, delta, scale, self.chunk_size, exact, state
+                q,
+                k,
+                v,
+                log_alpha,
+                eta,
+                self.cfg,
+                delta,
+                scale,
+                self.chunk_size,
+                exact,
+                state,
+                recompute=self.cfg.retention != "lq",
             )
             outs.append(self.proj(merge_heads(out)))
         return torch.cat(outs, dim=1)

@@ -9,7 +9,13 @@ import copy
 import pytest
 import torch
 
-from core.attention.mamba_mixer import MambaMixer, selective_scan_chunked, selective_scan_recurrent
+import core.attention.mamba_mixer as mm
+from core.attention.mamba_mixer import (
+    MambaMixer,
+    selective_scan_chunked,
+    selective_scan_recurrent,
+    selective_scan_state,
+)
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
@@ -131,3 +137,60 @@ def test_channel_mixer_is_per_token_and_errors() -> None:
         MambaMixer(8, scan="fft")
     with pytest.raises(ValueError, match="d_state"):
         MambaMixer(8, d_state=0)
+
+
+def _recurrent_from(u, delta, a, b, c, d, h):
+    """The reference recurrence from an entry state ``h``; returns ``y`` and the exit state."""
+    ys = []
+    for t in range(u.shape[1]):
+        h = torch.exp(delta[:, t, :, None] * a) * h + (delta[:, t] * u[:, t])[..., None] * b[:, t, None, :]
+        ys.append((h * c[:, t, None, :]).sum(-1))
+    return torch.stack(ys, dim=1) + d * u, h
+
+
+@pytest.mark.parametrize("doubling", [False, True])
+def test_scan_state_carry_and_both_inner_scans(doubling: bool, monkeypatch) -> None:
+    """Two calls carrying the exit state == the recurrence from h0; values and gradients (h0 included)."""
+    if doubling:  # the Hillis–Steele inner scan used off CPU, exercised here on CPU
+        inner = mm._scan_in_place
+        monkeypatch.setattr(
+            mm, "_scan_in_place", lambda *z, reverse, doubling: inner(*z, reverse=reverse, doubling=True)
+        )
+    leaves = [x.clone().requires_grad_(True) for x in _scan_inputs(23)]
+    h0 = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    y1, h1 = selective_scan_state(*(x[:, :10] if x.ndim == 3 else x for x in leaves), h0, chunk_size=4)
+    y2, h2 = selective_scan_state(*(x[:, 10:] if x.ndim == 3 else x for x in leaves), h1, chunk_size=3)
+    ref, h_ref = _recurrent_from(*leaves, h0)
+    torch.testing.assert_close(torch.cat([y1, y2], dim=1), ref, **EXACT)
+    torch.testing.assert_close(h2, h_ref, **EXACT)
+    loss = torch.cat([y1, y2], dim=1).square().sum() + h2.sin().sum()
+    grads = torch.autograd.grad(loss, [*leaves, h0])
+    ref_grads = torch.autograd.grad(ref.square().sum() + h_ref.sin().sum(), [*leaves, h0])
+    for g, g_ref in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, g_ref, **EXACT)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_segments_match_one_pass(causal: bool) -> None:
+    """Segments (a short last one, shorter than the conv context too) == one segment, values and grads."""
+    torch.manual_seed(3)
+    whole = MambaMixer(8, d_state=4, chunk_size=4, segment_size=64).double()
+    seg = copy.deepcopy(whole)
+    seg.segment_size = 7  # 19 = 7 + 7 + 5 tokens; chunks of 4 straddle segments
+    x = torch.randn(2, 19, 8, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    pad = torch.ones(2, 19, dtype=torch.bool)
+    pad[0, 6] = pad[1, -3:] = False
+    out, out2 = whole(x, mask=pad, is_causal=causal), seg(x2, mask=pad, is_causal=causal)
+    torch.testing.assert_close(out2, out, **EXACT)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out2.backward(grad)
+    torch.testing.assert_close(x2.grad, x.grad, **EXACT)
+    for (name, p), p2 in zip(whole.named_parameters(), seg.parameters(), strict=True):
+        if p.grad is None:
+            assert causal and p2.grad is None
+            continue
+        torch.testing.assert_close(p2.grad, p.grad, **EXACT, msg=lambda m, name=name: f"{name}: {m}")
+    with pytest.raises(ValueError, match="segment_size"):
+        MambaMixer(8, segment_size=0)
