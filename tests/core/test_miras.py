@@ -20,6 +20,7 @@ from core.attention.miras import (
     miras_chunked,
     miras_recurrent,
 )
+from tests.core.reference_check import assert_same_outputs_and_grads
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
@@ -195,15 +196,7 @@ def test_segments_match_one_pass(cls, n: int, segment: int) -> None:
     seg = copy.deepcopy(whole)
     seg.segment_size = segment  # rounded down to 8, a multiple of the chunk
     x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
-    x2 = x.detach().clone().requires_grad_(True)
     pad = torch.ones(2, n, dtype=torch.bool)
     pad[0, 4] = False
     pad[1, -3:] = False
-    out, out2 = whole(x, mask=pad, is_causal=True), seg(x2, mask=pad, is_causal=True)
-    torch.testing.assert_close(out2, out, **EXACT)
-    grad = torch.randn_like(out)
-    out.backward(grad)
-    out2.backward(grad)
-    torch.testing.assert_close(x2.grad, x.grad, **EXACT)
-    for p, p2 in zip(whole.parameters(), seg.parameters(), strict=True):
-        torch.testing.assert_close(p2.grad, p.grad, **EXACT)
+    assert_same_outputs_and_grads(whole, seg, x, EXACT, mask=pad, is_causal=True)
