@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from benchmarks.attention import BenchRow, exponents, fit_exponent, main
+from benchmarks.attention import BenchRow, exponents, fit_exponent, linear_check, main
 from core.attention.functional import dense_attention_flops
 
 
@@ -49,3 +49,24 @@ def test_benchmark_writes_table_json_and_plot(tmp_path, capsys) -> None:
 def test_benchmark_rejects_unknown_mechanism(tmp_path) -> None:
     with pytest.raises(SystemExit, match="NoSuchAttention"):
         main(["--mechanisms", "NoSuchAttention", "--out", str(tmp_path)])
+
+
+def _row(mech: str, n: int, ms: float | None, mib: float | None = 10.0, note: str = "") -> BenchRow:
+    return BenchRow(mech, "causal_self", n, ms, ms, mib if ms is not None else None, note=note)
+
+
+def test_linear_check_passes_linear_and_fails_superlinear_or_unmeasured() -> None:
+    linear = {"Lin", "Slow", "Skipped"}
+    rows = [
+        _row("Lin", 1024, 10.0, 10.0),
+        _row("Lin", 4096, 41.0, 40.0),
+        _row("Dense", 1024, 10.0),
+        _row("Dense", 4096, 160.0),  # not linear: printed, never fails
+    ]
+    lines, ok = linear_check(rows, linear, 4.5)
+    assert ok and any("| Lin |" in line and "PASS" in line for line in lines)
+    _, ok = linear_check([*rows, _row("Slow", 1024, 10.0), _row("Slow", 4096, 50.0)], linear, 4.5)
+    assert not ok  # time ratio 5.0
+    skipped = [_row("Skipped", 1024, 10.0), _row("Skipped", 4096, None, note="skipped: too slow")]
+    lines, ok = linear_check([*rows, *skipped], linear, 4.5)
+    assert not ok and any("not measured: skipped: too slow" in line for line in lines)
