@@ -46,7 +46,8 @@ def linear_cross_entropy(
         The scalar mean loss.
 
     Raises:
-        ValueError: On mismatched shapes, an empty batch, or a target outside ``[0, C)`` or equal to
+        ValueError: On mismatched shapes, an empty batch, or (CPU tensors; on a GPU the values are not
+            checked, to avoid a device sync per step) a target outside ``[0, C)`` or equal to
             ``excluded_class``.
     """
     if hidden.ndim != 2 or weight.ndim != 2 or hidden.shape[1] != weight.shape[1]:
@@ -63,13 +64,14 @@ def linear_cross_entropy(
         raise ValueError(f"linear_cross_entropy: expected bias ({weight.shape[0]},), got {tuple(bias.shape)}")
     if chunk_size < 1:
         raise ValueError(f"linear_cross_entropy: chunk_size must be >= 1, got {chunk_size}")
-    low, high = int(target.min()), int(target.max())
-    if low < 0 or high >= weight.shape[0]:
-        raise ValueError(
-            f"linear_cross_entropy: target values must lie in [0, {weight.shape[0]}), got [{low}, {high}]"
-        )
-    if excluded_class is not None and bool((target == excluded_class).any()):
-        raise ValueError(f"linear_cross_entropy: a target equals the excluded class {excluded_class}")
+    if target.device.type == "cpu":  # on an accelerator these checks would sync every step
+        low, high = int(target.min()), int(target.max())
+        if low < 0 or high >= weight.shape[0]:
+            raise ValueError(
+                f"linear_cross_entropy: target values must lie in [0, {weight.shape[0]}), got [{low}, {high}]"
+            )
+        if excluded_class is not None and bool((target == excluded_class).any()):
+            raise ValueError(f"linear_cross_entropy: a target equals the excluded class {excluded_class}")
     return _LinearCrossEntropy.apply(hidden, weight, bias, target, excluded_class, chunk_size)
 
 
