@@ -132,11 +132,13 @@ class TrainBatchCollate:
         """The batch of the samples ``indices``."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         starts, ends = self.starts[idx], self.ends[idx]
-        if self.windows == "random":
-            spare = (ends - starts - self.length).clamp(min=0)  # how far the window end may move back
-            ends = ends - (torch.rand(len(idx)) * (spare + 1)).floor().long().clamp(max=spare)
-        elif self.windows == "prefix":
-            spare = ends - starts - MIN_TRAIN_ITEMS  # a prefix keeps at least one input and its target
+        if self.windows != "last":
+            # How far the window end may move back: a random window stays full (or the whole part), a
+            # prefix keeps at least one input and its target.
+            if self.windows == "random":
+                spare = (ends - starts - self.length).clamp(min=0)
+            else:
+                spare = ends - starts - MIN_TRAIN_ITEMS
             ends = ends - (torch.rand(len(idx)) * (spare + 1)).floor().long().clamp(max=spare)
         items = left_pad_windows(self.items, starts, ends, self.length, self.trim)
         return {"items": items, "user": self.users[idx]}

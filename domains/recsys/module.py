@@ -291,7 +291,7 @@ class SequentialRecommendation(BaseTask):
         h, y = hidden[valid], targets[valid]
         if self.hparams.loss == "ce":
             return self._catalogue_ce(h, y)
-        table = self._output_table()
+        table = self.network.output_layer()[0]  # a sampled loss on dot products: no bias
         negatives = torch.randint(
             1, self.hparams.num_items + 1, (len(y), self.hparams.bce_negatives), device=y.device
         )
@@ -306,20 +306,12 @@ class SequentialRecommendation(BaseTask):
     def _catalogue_ce(self, hidden: Tensor, targets: Tensor) -> Tensor:
         """Cross-entropy of ``hidden (P, D)`` over the whole catalogue (padding never predicted).
 
-        Models with an ``output_layer()`` use the chunked :func:`~core.training.losses.linear_cross_entropy`
-        (same values and gradients, without the ``(P, num_items + 1)`` logits in memory).
+        Every trainable model of the domain exposes ``output_layer()``; the chunked
+        :func:`~core.training.losses.linear_cross_entropy` gives the same values and gradients as
+        ``F.cross_entropy`` on ``scores(hidden)`` without the ``(P, num_items + 1)`` logits in memory.
         """
-        output_layer = getattr(self.network, "output_layer", None)
-        if output_layer is None:
-            return F.cross_entropy(_mask_padding(self.network.scores(hidden)), targets)
-        weight, bias = output_layer()
+        weight, bias = self.network.output_layer()
         return linear_cross_entropy(hidden, weight, targets, bias, excluded_class=0)
-
-    def _output_table(self) -> Tensor:
-        table = getattr(self.network, "output_embedding", None)
-        if callable(table):
-            return table()
-        return self.network.item_embedding.weight
 
     def _cloze_loss(self, items: Tensor) -> Tensor:
         real = items > 0
@@ -358,11 +350,6 @@ class SequentialRecommendation(BaseTask):
             experiment = getattr(self.logger, "experiment", None)
             if hasattr(experiment, "add_text"):
                 experiment.add_text("protocol", text, global_step=self.global_step)
-
-
-def _mask_padding(logits: Tensor) -> Tensor:
-    """Column 0 is padding: never a prediction."""
-    return torch.cat([torch.full_like(logits[..., :1], float("-inf")), logits[..., 1:]], dim=-1)
 
 
 def _resolve_checkpoint(path: str) -> Path:
