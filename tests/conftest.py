@@ -1,12 +1,18 @@
 """Shared fixtures: repository paths, the real-data folder, and deterministic seeds."""
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
+
+# Without a GPU, Triton kernels are tested in Triton's CPU interpreter. The switch is read when
+# triton.language is imported, which Lightning does, so it is set here before any test module loads.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -6,22 +6,26 @@ also have optional accelerated paths:
 
 * ``flex``: compiled FlexAttention (``torch.nn.attention.flex_attention``) with a block mask.
 * ``natten``: NATTEN's fused neighbourhood-attention kernels (``pip install natten``).
+* ``triton``: our own fused Triton kernels (:mod:`core.attention.kernels`), forward and backward.
 
-Both are forward-only on CPU in torch 2.14 (FlexAttention raises "does not support backward on CPU";
-NATTEN ≥ 0.20 runs on CPU only through Flex), so ``auto`` picks them on CUDA only. Neither is imported
-at module import time: :func:`resolve_backend` imports them when a forward pass first asks for them.
+Flex and NATTEN are forward-only on CPU in torch 2.14 (FlexAttention raises "does not support backward
+on CPU"; NATTEN ≥ 0.20 runs on CPU only through Flex), so ``auto`` picks them on CUDA only. Triton
+kernels need CUDA, except under ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, slow, for tests).
+None is imported at module import time: a mechanism imports its kernels when a forward pass first
+asks for them.
 An explicitly requested backend that cannot run raises an error naming the backend and the reason.
 """
 
 import importlib.util
+import os
 from typing import Literal
 
 import torch
 
 __all__ = ["BACKENDS", "Backend", "backend_unavailable_reason", "check_backend", "resolve_backend"]
 
-Backend = Literal["auto", "sdpa", "flex", "natten", "reference"]
-BACKENDS: tuple[str, ...] = ("auto", "sdpa", "flex", "natten", "reference")
+Backend = Literal["auto", "sdpa", "flex", "natten", "triton", "reference"]
+BACKENDS: tuple[str, ...] = ("auto", "sdpa", "flex", "natten", "triton", "reference")
 
 
 def check_backend(owner: str, backend: str, supported: tuple[str, ...]) -> None:
@@ -44,7 +48,7 @@ def backend_unavailable_reason(backend: str, device: torch.device, needs_grad: b
     """Why ``backend`` cannot run here, or ``None`` when it can.
 
     Args:
-        backend: ``sdpa``, ``reference``, ``flex`` or ``natten``.
+        backend: ``sdpa``, ``reference``, ``flex``, ``natten`` or ``triton``.
         device: Device of the inputs.
         needs_grad: Whether the call must support backward.
     """
@@ -64,6 +68,15 @@ def backend_unavailable_reason(backend: str, device: torch.device, needs_grad: b
             return "the natten package is not installed (pip install natten)"
         if device.type != "cuda" and needs_grad:
             return f"NATTEN has no backward on {device.type} (its CPU path is forward-only FlexAttention)"
+        return None
+    if backend == "triton":
+        if importlib.util.find_spec("triton") is None:
+            return "the triton package is not installed (it comes with the CUDA builds of torch)"
+        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            return (
+                f"Triton kernels run on CUDA GPUs, not {device.type} (TRITON_INTERPRET=1, set before the "
+                "first call, runs them in Triton's slow CPU interpreter for testing)"
+            )
         return None
     return f"unknown backend {backend!r}"
 

@@ -50,8 +50,15 @@ Backends (``backend=``, see :mod:`core.attention.backends`):
   Compiled and cached per geometry on CUDA; eager and forward-only on CPU (torch 2.14 has no Flex
   backward on CPU). A ``mask`` rebuilds the block mask on every call.
 * ``natten``: NATTEN's ``na1d/na2d/na3d`` (``(B, *grid, heads, D)`` layout); no masks.
+* ``triton``: our fused Triton kernels (:mod:`core.attention.kernels.neighborhood_triton`), forward
+  and backward: each query tile loops only over the key tiles its windows meet, and tiles inside every
+  window skip the mask arithmetic (the issue measured Flex's partial-block mask evaluation as the
+  bottleneck). No ``mask``, no dropout. Tested here against the fp64 reference in Triton's CPU
+  interpreter and compiled for ``sm_90`` without a GPU (``python -m benchmarks.triton_aot``); not yet
+  timed on a GPU, so ``auto`` does not pick it yet (``python -m benchmarks.neighborhood_gpu`` times it).
 * ``reference``: a dense ``(N, N)`` boolean neighbourhood mask and the literal attention equation.
-* ``auto``: on CUDA ``flex`` then ``natten``; otherwise ``sdpa``.
+* ``auto``: on CUDA ``flex`` then ``natten``; otherwise ``sdpa``. With a ``mask`` or dropout it never
+  picks a backend that lacks them.
 
 Differences from the official code:
 
@@ -88,9 +95,9 @@ __all__ = [
     "neighborhood_mask",
 ]
 
-Backend = Literal["auto", "sdpa", "flex", "natten", "reference"]
+Backend = Literal["auto", "sdpa", "flex", "natten", "triton", "reference"]
 FlexLayout = Literal["tiled", "row_major"]
-SUPPORTED_BACKENDS: tuple[str, ...] = ("sdpa", "flex", "natten", "reference")
+SUPPORTED_BACKENDS: tuple[str, ...] = ("sdpa", "flex", "natten", "triton", "reference")
 
 # Query tile of the blocked SDPA path, per number of axes (see the module docstring for the timing).
 SDPA_QUERY_TILE: dict[int, tuple[int, ...]] = {1: (64,), 2: (8, 8), 3: (4, 4, 4)}
@@ -481,6 +488,7 @@ def neighborhood_attention(
     flex_layout: FlexLayout = "tiled",
     flex_block_size: int | None = None,
     sdpa_tile: Sequence[int] | None = None,
+    triton_config: Any = None,
     owner: str = "neighborhood_attention",
 ) -> Tensor:
     """Neighbourhood attention on ``(B, heads, N, D)`` tensors whose tokens form ``geom.grid`` row-major.
@@ -492,12 +500,14 @@ def neighborhood_attention(
         geom: The neighbourhood, from :func:`na_geometry`.
         mask: Optional boolean mask (True = may attend), already normalised to 4-D
             ``(B|1, H|1, N|1, N)``; AND-ed with the neighbourhood. Not supported by ``natten``.
-        backend: ``auto``, ``sdpa``, ``flex``, ``natten`` or ``reference`` (module docstring).
+        backend: ``auto``, ``sdpa``, ``flex``, ``natten``, ``triton`` or ``reference`` (module docstring).
         dropout_p: Attention dropout, ``sdpa`` only.
         flex_layout: ``tiled`` (token tiles, default) or ``row_major`` token order for ``flex``.
         flex_block_size: Flex block size (and tile size) for ``flex``; default 64 for tiled 2-D/3-D
             (8×8 / 4×4×4 tiles), else 128 (8×16 / 4×4×8 tiles when tiled).
         sdpa_tile: Query tile per axis of the blocked ``sdpa`` path (default :data:`SDPA_QUERY_TILE`).
+        triton_config: A :class:`~core.attention.kernels.neighborhood_triton.TritonNAConfig` (tiles and
+            launch settings) for ``triton``; default per grid rank.
         owner: Name for error messages.
 
     Returns:
@@ -505,16 +515,21 @@ def neighborhood_attention(
 
     Raises:
         RuntimeError: If an explicitly requested backend cannot run here.
-        ValueError: If ``natten`` is asked for with a mask.
+        ValueError: If ``natten`` or ``triton`` is asked for with a mask, or ``triton`` with dropout.
     """
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     name = resolve_backend(owner, backend, SUPPORTED_BACKENDS, q.device, needs_grad)
-    if name == "natten" and mask is not None:
-        if backend == "natten":
-            raise ValueError(f"{owner}: backend='natten' does not support `mask`; use 'flex' or 'sdpa'")
+    if name in ("natten", "triton") and (mask is not None or (name == "triton" and dropout_p > 0)):
+        if backend == name:
+            missing = "`mask`" if mask is not None else "attention dropout"
+            raise ValueError(f"{owner}: backend={name!r} does not support {missing}; use 'sdpa' (or 'flex')")
         name = "sdpa"
     if name == "natten":
         return _attend_natten(q, k, v, geom)
+    if name == "triton":
+        from core.attention.kernels.neighborhood_triton import na_triton
+
+        return na_triton(q, k, v, _geometry_key(geom), triton_config)
     if name == "flex":
         return _attend_flex(q, k, v, geom, mask, flex_layout, flex_block_size)
     if name == "reference" or geom.is_full_attention():
@@ -555,14 +570,15 @@ class NeighborhoodAttention(HeadedAttention):
         proj_bias: Whether the output projection has a bias.
         attn_drop: Attention dropout (``sdpa`` backend only; training only).
         proj_drop: Dropout after the output projection.
-        backend: ``auto``, ``sdpa``, ``flex``, ``natten`` or ``reference`` (module docstring).
+        backend: ``auto``, ``sdpa``, ``flex``, ``natten``, ``triton`` or ``reference`` (module
+            docstring).
         flex_layout: Token order for ``flex``: ``tiled`` (one Flex block per tile) or ``row_major``.
         flex_block_size: Flex block size for ``flex``; default 64 when tiled in 2-D/3-D, else 128.
         layer_idx: Index of the owning layer.
         num_layers: Depth of the owning stack.
     """
 
-    paths = "sdpa blocked (CPU + GPU), reference; flex and natten on GPU"
+    paths = "sdpa blocked (CPU + GPU), reference; flex, natten and triton on GPU"
 
     supports_mask = True
     supports_causal = True
