@@ -41,7 +41,8 @@ SRMSNorm (``x / rms(x)``) over the concatenated heads (``norm="srms"``; ``"rms"`
 symmetric decay ``D_ts = λ^{|t-s|}`` (a forward and a backward scan, minus the doubly counted diagonal
 ``(q_t · k_t) v_t``), so it can replace attention in non-causal models. That form is ours, not the paper's.
 
-**Segments** (``segment_size``, default :data:`SEGMENT_SIZE`). In ``mode="chunk"`` the layer runs
+**Segments** (``segment_size``; default :data:`~core.attention.linear.SEGMENT_SIZE` on CPU and the whole
+sequence on GPU, see :func:`~core.attention.linear.segment_tokens`). In ``mode="chunk"`` the layer runs
 segment by segment so that every operand stays cache-sized on CPU: each segment is projected on its own
 and the scan carries the state ``KV`` from one segment to the next
 (:func:`~core.attention.linear.linear_scan_chunked`); the bidirectional form runs the backward scan over
@@ -70,17 +71,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.attention.base import TokenMixer, key_padding_mask
-from core.attention.linear import linear_attention_chunked, linear_attention_recurrent, linear_scan_chunked
+from core.attention.linear import (
+    SEGMENT_SIZE,
+    linear_attention_chunked,
+    linear_attention_recurrent,
+    linear_scan_chunked,
+    segment_tokens,
+)
 from core.attention.mha import merge_heads, split_heads
 from core.attention.registry import register_mechanism
 
 __all__ = ["SEGMENT_SIZE", "LightningAttention", "lightning_attention", "lightning_slopes"]
-
-#: Tokens per segment of the chunked layer (rounded down to a multiple of ``chunk_size``). A segment's
-#: largest activations, the q/k/v projection and the ``(B, H, c, c)`` block scores, take about
-#: ``B · 4C · 4`` bytes per token: 2 MiB for B = 2, C = 64 (fp32), so a segment's working set stays in
-#: the L2/L3 caches while 64k tokens cost only 32 Python iterations per scan.
-SEGMENT_SIZE = 2048
 
 Slopes = Literal["paper", "alibi"]
 Norm = Literal["srms", "rms", "layer"]
@@ -169,8 +170,8 @@ class LightningAttention(TokenMixer):
             ``layer``.
         bias: Bias of the projections (TNL: none).
         norm_eps: Epsilon of the output norm.
-        segment_size: Tokens per segment of the chunked form (see the module doc); it changes speed,
-            not results.
+        segment_size: Tokens per segment of the chunked form (``None``: 2048 on CPU, the whole sequence on
+            GPU; see the module doc); it changes speed, not results.
         layer_idx: Index of the owning layer (sets the decay).
         num_layers: Depth of the owning stack (sets the decay).
     """
@@ -192,14 +193,14 @@ class LightningAttention(TokenMixer):
         norm: Norm = "srms",
         bias: bool = False,
         norm_eps: float = 1e-6,
-        segment_size: int = SEGMENT_SIZE,
+        segment_size: int | None = None,
         layer_idx: int = 0,
         num_layers: int = 1,
     ) -> None:
         super().__init__(dim, layer_idx=layer_idx, num_layers=num_layers)
         if num_heads < 1 or dim % num_heads:
             raise ValueError(f"LightningAttention: dim={dim} must be divisible by num_heads={num_heads}")
-        if chunk_size < 1 or segment_size < 1:
+        if chunk_size < 1 or (segment_size is not None and segment_size < 1):
             raise ValueError(
                 f"LightningAttention: chunk_size and segment_size must be positive, got {chunk_size}, "
                 f"{segment_size}"
@@ -244,7 +245,7 @@ class LightningAttention(TokenMixer):
             )
             return self._output(out, x)
         # Chunked: segment by segment (see the module doc). Split once; per-segment projections.
-        seg = max(1, self.segment_size // self.chunk_size) * self.chunk_size
+        seg = segment_tokens(self.segment_size, self.chunk_size, n, x.device)
         xs = x.split(seg, dim=1)
         masks = valid.split(seg, dim=1) if valid is not None else [None] * len(xs)
         qkvs = []

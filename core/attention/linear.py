@@ -68,6 +68,8 @@ from core.attention.mha import merge_heads, split_heads
 from core.attention.registry import register_mechanism
 
 __all__ = [
+    "GROUP_CHUNKS",
+    "SEGMENT_SIZE",
     "LinearAttention",
     "LinearFeatureMap",
     "Normalization",
@@ -75,6 +77,7 @@ __all__ = [
     "linear_attention_recurrent",
     "linear_feature_map",
     "linear_scan_chunked",
+    "segment_tokens",
 ]
 
 LinearFeatureMap = Literal["elu", "relu", "silu", "identity"]
@@ -131,43 +134,121 @@ def _mask_keys(k: Tensor, key_mask: Tensor | None) -> tuple[Tensor, Tensor]:
     return k * valid, valid
 
 
-def _causal_chunks(
-    q: Tensor, k: Tensor, v: Tensor, chunk_size: int, rates: Tensor | None, state: Tensor, z: Tensor | None
-) -> tuple[list[tuple[Tensor, Tensor | None]], Tensor, Tensor | None]:
-    """Chunk loop of the causal form from the entry state ``(S, z)`` (``z`` None: no denominator).
+#: Tokens per segment of the chunked linear layers on CPU (:class:`LinearAttention`,
+#: :class:`~core.attention.lightning.LightningAttention`). A segment's largest activations, the q/k/v
+#: projection and the block scores, take about ``B · 4C · 4`` bytes per token: 2 MiB for B = 2, C = 64
+#: (fp32), so a segment's working set stays in the L2/L3 caches while 64k tokens cost 32 iterations.
+SEGMENT_SIZE = 2048
 
-    Returns the per-chunk ``(num, den)`` (``den`` None without ``z``) and the exit state ``(S, z)``.
+
+def segment_tokens(segment_size: int | None, chunk_size: int, length: int, device: torch.device) -> int:
+    """Tokens per segment of a chunked layer: ``segment_size`` rounded down to a multiple of the chunk.
+
+    ``None`` means :data:`SEGMENT_SIZE` on CPU and the whole sequence on other devices, where memory
+    bandwidth does not depend on cache-sized operands and every segment costs kernel launches.
     """
-    n = q.shape[2]
-    c = min(chunk_size, n)
+    if segment_size is None:
+        if device.type != "cpu":
+            return max(length, 1)
+        segment_size = SEGMENT_SIZE
+    return max(1, segment_size // chunk_size) * chunk_size
+
+
+#: Chunks handled together by one vectorised step of the causal form, per device type. On CPU 32 chunks
+#: (2,048 tokens at c = 64) keep the step's tensors cache-sized; on CUDA 256 chunks amortise kernel
+#: launches (a step is about fifteen kernels) while the ``m × m`` chunk-decay product stays small.
+GROUP_CHUNKS: dict[str, int] = {"cpu": 32, "cuda": 256}
+
+
+def _prefix_states(kv: Tensor, entry: Tensor, chunk_decay: Tensor | None) -> tuple[Tensor, Tensor]:
+    """States before each chunk and after the last: ``S_j = λ^{c j} S_0 + Σ_{i<j} λ^{c(j-1-i)} kv_i``.
+
+    Args:
+        kv: Per-chunk contributions ``(B, H, m, D, E)``.
+        entry: ``S_0`` ``(B, H, D, E)``.
+        chunk_decay: ``a_h · c`` per head ``(H,)``, or None for no decay (an exclusive cumulative sum).
+
+    Returns:
+        ``(B, H, m, D, E)`` entry states of the chunks and the ``(B, H, D, E)`` exit state.
+    """
+    m = kv.shape[2]
+    if chunk_decay is None:
+        inclusive = kv.cumsum(dim=2)
+        before = torch.cat([torch.zeros_like(kv[:, :, :1]), inclusive[:, :, :-1]], dim=2)
+        return before + entry[:, :, None], inclusive[:, :, -1] + entry
+    steps = torch.arange(m + 1, device=kv.device, dtype=kv.dtype)
+    gap = steps[:m, None] - 1 - steps[None, :m]  # j - 1 - i
+    weights = torch.exp(torch.where(gap >= 0, -chunk_decay[:, None, None] * gap, float("-inf")))  # (H, m, m)
+    flat = kv.flatten(3)  # (B, H, m, D·E)
+    before = (weights @ flat).view_as(kv)
+    carry = torch.exp(-chunk_decay[:, None] * steps)  # (H, m + 1): λ^{c j}
+    before = before + carry[:, :m, None, None] * entry[:, :, None]
+    last = torch.exp(-chunk_decay[:, None] * (m - 1 - steps[:m]))  # (H, m): λ^{c(m-1-i)}
+    exit_state = (last[..., None] * flat).sum(dim=2).view_as(entry) + carry[:, m, None, None] * entry
+    return before, exit_state
+
+
+def _chunk_group(
+    q: Tensor, k: Tensor, v: Tensor, c: int, rates: Tensor | None, state: Tensor, z: Tensor | None
+) -> tuple[tuple[Tensor, Tensor | None], Tensor, Tensor | None]:
+    """``m`` whole chunks of the causal form at once (their length is a multiple of ``c``).
+
+    The same equations as the chunk loop, vectorised over chunks: the intra-chunk products for all
+    chunks in one batched matmul, the per-chunk state contributions ``K_cᵀ V_c``, their (decayed)
+    exclusive prefix (:func:`_prefix_states`), and the inter-chunk term ``Q_c S_j`` in one more matmul.
+    """
+    b, h, n, _ = q.shape
+    m = n // c
+    qs, ks, vs = (t.reshape(b, h, m, c, t.shape[-1]) for t in (q, k, v))
     pos = torch.arange(c, device=q.device)
     diff = (pos[:, None] - pos[None, :]).to(q.dtype)  # t - s
     if rates is None:
         intra = (diff >= 0).to(q.dtype)  # (c, c)
+        q_in, k_w, chunk_decay = qs, ks, None
     else:
-        a = rates.to(q.dtype)[:, None, None]
-        intra = torch.exp(torch.where(diff >= 0, -a * diff, float("-inf")))  # (H, c, c): λ^{t-s}
-        q_decay = torch.exp(-a[..., 0] * (pos + 1).to(q.dtype))[..., None]  # (H, c, 1): λ^{t+1}
+        a = rates.to(q.dtype)[:, None, None, None]  # (H, 1, 1, 1)
+        intra = torch.exp(torch.where(diff >= 0, -a * diff, float("-inf")))  # (H, 1, c, c): λ^{t-s}
+        q_in = qs * torch.exp(-a * (pos + 1).to(q.dtype)[:, None])  # λ^{t+1}
+        k_w = ks * torch.exp(-a * (c - 1 - pos).to(q.dtype)[:, None])  # λ^{c-1-s}
+        chunk_decay = rates.to(q.dtype) * c
+    scores = (qs @ ks.transpose(-2, -1)) * intra
+    k_t = k_w.transpose(-2, -1)  # (B, H, m, D, c)
+    before, state = _prefix_states(k_t @ vs, state, chunk_decay)
+    num = (scores @ vs + q_in @ before).reshape(b, h, n, -1)
+    den = None
+    if z is not None:
+        z_before, z = _prefix_states(k_t.sum(dim=-1, keepdim=True), z, chunk_decay)
+        den = (scores.sum(dim=-1, keepdim=True) + q_in @ z_before).reshape(b, h, n, 1)
+    return (num, den), state, z
+
+
+def _causal_chunks(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    chunk_size: int,
+    rates: Tensor | None,
+    state: Tensor,
+    z: Tensor | None,
+    group_chunks: int | None = None,
+) -> tuple[list[tuple[Tensor, Tensor | None]], Tensor, Tensor | None]:
+    """The causal form from the entry state ``(S, z)`` (``z`` None: no denominator), in chunk groups.
+
+    Whole chunks run :func:`_chunk_group` ``group_chunks`` at a time (default :data:`GROUP_CHUNKS` for
+    the device), carrying the state from group to group; a last chunk shorter than ``c`` runs alone.
+    Returns the per-group ``(num, den)`` (``den`` None without ``z``) and the exit state ``(S, z)``.
+    """
+    n = q.shape[2]
+    c = min(chunk_size, n)
+    group = c * (group_chunks or GROUP_CHUNKS.get(q.device.type, GROUP_CHUNKS["cpu"]))
+    whole = n - n % c
+    sizes = [min(group, whole - start) for start in range(0, whole, group)] + ([n % c] if n % c else [])
     outs: list[tuple[Tensor, Tensor | None]] = []
-    # Split once: slicing inside the loop would make autograd build a full-size gradient per chunk, which
+    # Split once: slicing inside the loop would make autograd build a full-size gradient per group, which
     # turns the backward pass quadratic in N.
-    for qc, kc, vc in zip(*(t.split(c, dim=2) for t in (q, k, v)), strict=True):
-        length = qc.shape[2]
-        scores = (qc @ kc.transpose(-2, -1)) * intra[..., :length, :length]
-        q_in = qc
-        if rates is not None:
-            q_in = qc * q_decay[:, :length]
-            k_w = kc * torch.exp(-a[..., 0] * (length - 1 - pos[:length]).to(q.dtype))[..., None]
-            block = torch.exp(-a * length)  # (H, 1, 1): λ^c
-        else:
-            k_w, block = kc, None
-        num = scores @ vc + q_in @ state
-        den = None if z is None else scores.sum(dim=-1, keepdim=True) + q_in @ z
-        k_t = k_w.transpose(-2, -1)
-        state = (state if block is None else block * state) + k_t @ vc
-        if z is not None:
-            z = (z if block is None else block * z) + k_t.sum(dim=-1, keepdim=True)
-        outs.append((num, den))
+    for qg, kg, vg in zip(*(t.split(sizes, dim=2) for t in (q, k, v)), strict=True):
+        out, state, z = _chunk_group(qg, kg, vg, qg.shape[2] if qg.shape[2] < c else c, rates, state, z)
+        outs.append(out)
     return outs, state, z
 
 
@@ -326,6 +407,8 @@ class LinearAttention(TokenMixer):
         qkv_bias: Bias of the q/k/v projection.
         proj_bias: Bias of the output projection.
         eps: Relative guard of the denominator.
+        segment_size: Tokens per segment of the chunked form (``None``: :data:`SEGMENT_SIZE` on CPU, the
+            whole sequence on GPU; see :func:`segment_tokens`); it changes speed, not results.
         layer_idx: Index of the owning layer.
         num_layers: Depth of the owning stack.
     """
@@ -347,12 +430,15 @@ class LinearAttention(TokenMixer):
         qkv_bias: bool = False,
         proj_bias: bool = True,
         eps: float = 1e-6,
+        segment_size: int | None = None,
         layer_idx: int = 0,
         num_layers: int = 1,
     ) -> None:
         super().__init__(dim, layer_idx=layer_idx, num_layers=num_layers)
         if num_heads < 1 or dim % num_heads:
             raise ValueError(f"LinearAttention: dim={dim} must be divisible by num_heads={num_heads}")
+        if segment_size is not None and segment_size < 1:
+            raise ValueError(f"LinearAttention: segment_size must be positive or None, got {segment_size}")
         if normalization not in ("denominator", "layernorm", "rmsnorm"):
             raise ValueError(
                 "LinearAttention: normalization must be denominator, layernorm or rmsnorm, "
@@ -374,6 +460,7 @@ class LinearAttention(TokenMixer):
         self.chunk_size = chunk_size
         self.mode: Mode = mode
         self.eps = eps
+        self.segment_size = segment_size
         self.phi = linear_feature_map(feature_map)
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         if normalization == "layernorm":
@@ -393,30 +480,70 @@ class LinearAttention(TokenMixer):
         is_causal: bool,
         context: Tensor | None,
     ) -> Tensor:
-        """Project, apply ``φ``, attend linearly per head, normalise and project back."""
+        """Project, apply ``φ``, attend linearly per head, normalise and project back.
+
+        The chunked form runs segment by segment (:func:`segment_tokens`): each segment is projected on
+        its own; causal calls carry ``(S, z)`` and the key count from segment to segment, non-causal
+        calls sum ``Σ φ(k) vᵀ``, ``Σ φ(k)`` and the count in a first pass and read them in a second.
+        """
         b, n, _ = x.shape
         valid = key_padding_mask(mask, b, n, "LinearAttention")
-        q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
-        q, k = self.phi(q), self.phi(k)
-        normalize = self.normalization == "denominator"
         if is_causal and self.mode == "recurrent":
-            out = linear_attention_recurrent(q, k, v, normalize=normalize, eps=self.eps, key_mask=valid)
-        else:
-            out = linear_attention_chunked(
-                q,
-                k,
-                v,
-                causal=is_causal,
-                chunk_size=self.chunk_size,
-                normalize=normalize,
-                eps=self.eps,
-                key_mask=valid,
+            q, k, v = self._qkv(x)
+            out = linear_attention_recurrent(
+                q, k, v, normalize=self.normalization == "denominator", eps=self.eps, key_mask=valid
             )
-        return self.proj(self.norm(merge_heads(out)))
+            return self.proj(self.norm(merge_heads(out)))
+        seg = segment_tokens(self.segment_size, self.chunk_size, n, x.device)
+        xs = x.split(seg, dim=1)
+        masks = valid.split(seg, dim=1) if valid is not None else [None] * len(xs)
+        parts = []
+        for x_s, m_s in zip(xs, masks, strict=True):
+            q, k, v = self._qkv(x_s)
+            k, keep = _mask_keys(k, m_s)
+            parts.append((q, k, v, keep))
+        nums, dens, counts = self._causal(parts) if is_causal else self._global(parts)
+        outs = []
+        for num, den, count in zip(nums, dens, counts, strict=True):
+            out = num if den is None else num / (den + self.eps * count.clamp_min(1.0))
+            outs.append(self.proj(self.norm(merge_heads(out))))
+        return torch.cat(outs, dim=1)
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``φ(W_q x), φ(W_k x), W_v x`` split into heads, each ``(B, H, N, D)``."""
+        q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        return self.phi(q), self.phi(k), v
+
+    def _causal(self, parts: list) -> tuple[list, list, list]:
+        """Per segment ``num``, ``den`` (None without a denominator) and the keys seen so far."""
+        q0, _, v0, _ = parts[0]
+        b, h, _, d = q0.shape
+        state = q0.new_zeros(b, h, d, v0.shape[-1])
+        z = q0.new_zeros(b, h, d, 1) if self.normalization == "denominator" else None
+        seen: Tensor | float = 0.0
+        nums, dens, counts = [], [], []
+        for q, k, v, keep in parts:
+            outs, state, z = _causal_chunks(q, k, v, self.chunk_size, None, state, z)
+            nums.append(torch.cat([o[0] for o in outs], dim=2))
+            dens.append(None if z is None else torch.cat([o[1] for o in outs], dim=2))
+            counts.append(seen + keep.cumsum(dim=2))
+            seen = counts[-1][:, :, -1:]
+        return nums, dens, counts
+
+    def _global(self, parts: list) -> tuple[list, list, list]:
+        """Non-causal: every query reads ``Σ φ(k) vᵀ`` and ``Σ φ(k)`` over all segments."""
+        kv = sum(k.transpose(-2, -1) @ v for _, k, v, _ in parts)
+        nums = [q @ kv for q, _, _, _ in parts]
+        if self.normalization != "denominator":
+            return nums, [None] * len(parts), [None] * len(parts)
+        ksum = sum(k.sum(dim=2).unsqueeze(-1) for _, k, _, _ in parts)
+        count = sum(keep.sum(dim=2, keepdim=True) for *_, keep in parts)
+        return nums, [q @ ksum for q, _, _, _ in parts], [count] * len(parts)
 
     def extra_repr(self) -> str:
         """Add heads, feature map, normalisation, chunk size and mode to the default representation."""
         return (
             f"{super().extra_repr()}, num_heads={self.num_heads}, feature_map={self.feature_map}, "
+            f"segment_size={self.segment_size}, "
             f"normalization={self.normalization}, chunk_size={self.chunk_size}, mode={self.mode}"
         )

@@ -161,13 +161,14 @@ def test_causality_padding_and_modes() -> None:
 
 
 def test_tiled_path_is_linear_in_memory() -> None:
+    """Largest tensors: a chunk group's intra-chunk scores (``N · c``) and per-chunk states; no ``N²``."""
     n, d = 64, 4
     q, k, v = (torch.randn(1, 1, n, d, requires_grad=True) for _ in range(3))
     with _MaxNumel() as mode:
         out = lightning_attention(q, k, v, torch.tensor([0.2]), chunk_size=8)
         out = out + lightning_attention(q, k, v, torch.tensor([0.2]), causal=False, chunk_size=8)
         out.sum().backward()
-    assert mode.largest <= n * d < n * n
+    assert mode.largest <= max(n * 8, (n // 8) * d * d) < n * d * d < n * n
 
 
 def test_errors() -> None:

@@ -10,13 +10,17 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from core.attention import linear as linear_module
 from core.attention.care import linear_attention
 from core.attention.linear import (
+    SEGMENT_SIZE,
     LinearAttention,
     linear_attention_chunked,
     linear_attention_recurrent,
     linear_scan_chunked,
+    segment_tokens,
 )
+from tests.core.reference_check import assert_same_outputs_and_grads
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
@@ -147,7 +151,11 @@ class _MaxNumel(TorchDispatchMode):
 
 
 def test_chunked_path_is_linear_in_memory() -> None:
-    """No (N, N) tensor and no prefix sum over (N, D, Dv), forward and backward."""
+    """No (N, N) tensor and no prefix sum over (N, D, Dv), forward and backward.
+
+    The largest tensors are the intra-chunk scores of a chunk group, ``N · c`` (``c = 8`` here), and the
+    per-chunk states ``(N / c) · D · Dv``; both stay below ``N · D · Dv`` and ``N²``.
+    """
     n, d = 64, 4
     q, k, v = (torch.randn(1, 1, n, d, requires_grad=True) for _ in range(3))
     decay = torch.tensor([0.3])
@@ -155,7 +163,7 @@ def test_chunked_path_is_linear_in_memory() -> None:
         out = linear_attention_chunked(phi(q), phi(k), v, causal=True, chunk_size=8)
         out = out + linear_attention_chunked(q, k, v, causal=True, chunk_size=8, log_decay=decay)
         out.sum().backward()
-    assert mode.largest <= n * d < n * d * d < n * n
+    assert mode.largest <= max(n * 8, (n // 8) * d * d) < n * d * d < n * n
 
 
 def literal_module(x, ref: LinearAttention, causal=False, key_mask=None):
@@ -270,3 +278,54 @@ def test_scan_continues_from_a_state(decay: bool) -> None:
     grads_ref = torch.autograd.grad((whole * whole.detach()).sum() + end.sum(), (q, k, v))
     for g, g_ref in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(g, g_ref, atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize("group", [1, 2, 3])
+@pytest.mark.parametrize("decay", [False, True])
+def test_chunk_groups_match_the_recurrence(monkeypatch, group: int, decay: bool) -> None:
+    """Groups of 1–3 chunks (several groups, a short last chunk) = the token recurrence, with gradients."""
+    monkeypatch.setitem(linear_module.GROUP_CHUNKS, "cpu", group)
+    torch.manual_seed(6)
+    q, k, v = (torch.randn(2, 2, 23, 3, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    mask = torch.ones(2, 23, dtype=torch.bool)
+    mask[0, 5:9] = False
+    rates = torch.tensor([0.05, 0.6], dtype=torch.float64) if decay else None
+    for normalize in (True, False):
+        qf, kf = (phi(t) for t in (q, k))
+        args = {"log_decay": rates, "normalize": normalize, "key_mask": mask}
+        out = linear_attention_chunked(qf, kf, v, causal=True, chunk_size=4, **args)
+        ref = linear_attention_recurrent(qf, kf, v, **args)
+        torch.testing.assert_close(out, ref, **EXACT)
+        grads = torch.autograd.grad(out.square().sum(), (q, k, v), retain_graph=True)
+        grads_ref = torch.autograd.grad(ref.square().sum(), (q, k, v))
+        for g, g_ref in zip(grads, grads_ref, strict=True):
+            torch.testing.assert_close(g, g_ref, **EXACT)
+
+
+@pytest.mark.parametrize("normalization", ["denominator", "layernorm"])
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("n", [24, 23])
+def test_module_segments_match_one_pass(normalization: str, causal: bool, n: int) -> None:
+    """Segments of 8 tokens (a short last one, left padding) = one pass = the literal module."""
+    torch.manual_seed(5)
+    feature = "elu" if normalization == "denominator" else "silu"
+    whole = LinearAttention(8, num_heads=2, chunk_size=4, normalization=normalization, feature_map=feature)
+    whole = whole.double()
+    whole.segment_size = 10_000
+    seg = copy.deepcopy(whole)
+    seg.segment_size = 10  # rounded down to 8, a multiple of the chunk
+    x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
+    pad = torch.ones(2, n, dtype=torch.bool)
+    pad[1, :3] = False
+    out = assert_same_outputs_and_grads(whole, seg, x, mask=pad, is_causal=causal)
+    with torch.no_grad():
+        torch.testing.assert_close(out, literal_module(x, whole, causal, pad), **EXACT)
+
+
+def test_segment_tokens_defaults_per_device() -> None:
+    assert segment_tokens(None, 64, 100_000, torch.device("cpu")) == SEGMENT_SIZE
+    assert segment_tokens(None, 64, 100_000, torch.device("cuda")) == 100_000
+    assert segment_tokens(100, 64, 100_000, torch.device("cuda")) == 64
+    assert segment_tokens(10, 64, 100_000, torch.device("cpu")) == 64  # at least one chunk
+    with pytest.raises(ValueError, match="segment_size must be positive or None"):
+        LinearAttention(8, segment_size=0)
