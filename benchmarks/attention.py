@@ -34,9 +34,7 @@ import itertools
 import json
 import math
 import re
-import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,6 +43,7 @@ import torch
 from torch import nn
 
 from benchmarks.memory import peak_rss_mib
+from benchmarks.timing import median_ms
 from core.attention import CrossAttention, MultiHeadAttention, TokenMixer, list_mechanisms
 from core.attention.registry import MechanismInfo
 
@@ -157,24 +156,6 @@ class _PeakMemory:
         return (torch.cuda.max_memory_allocated(self.device) - base) / 2**20
 
 
-def _median_ms(
-    fn: Callable[[], None], device: torch.device, repeats: int, warmup: int, min_total_ms: float = 200.0
-) -> float:
-    """Median wall time of ``fn`` over at least ``repeats`` calls and ``min_total_ms`` (at most 50 calls)."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    while len(times) < repeats or (sum(times) < min_total_ms and len(times) < 50):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 def _square_grid(n: int) -> tuple[int, int]:
     side = math.isqrt(n)
     if side * side != n:
@@ -229,11 +210,11 @@ def _make_step(
 def _measure(module: nn.Module, kind: str, pattern: str, n: int, args: argparse.Namespace) -> tuple:
     m = n  # cross patterns use a context as long as the queries
     fwd, _ = _make_step(module, kind, pattern, n, m, args, backward=False)
-    t_fwd = _median_ms(fwd, args.device_, args.repeats, args.warmup)
+    t_fwd = median_ms(fwd, args.device_, args.repeats, args.warmup, min_total_ms=200.0)
     if args.forward_only:
         return t_fwd, None, None
     step, _ = _make_step(module, kind, pattern, n, m, args, backward=True)
-    t_bwd = _median_ms(step, args.device_, args.repeats, args.warmup)
+    t_bwd = median_ms(step, args.device_, args.repeats, args.warmup, min_total_ms=200.0)
     peak = args.peak_(step)
     return t_fwd, t_bwd, peak
 

@@ -6,28 +6,12 @@ and device. Run: ``python -m benchmarks.attention_mha [--device cpu] [--threads 
 """
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
+from benchmarks.timing import median_ms
 from core.attention import MultiHeadAttention
-
-
-def _median_ms(fn: Callable[[], None], device: torch.device, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def _step(module: MultiHeadAttention, x: torch.Tensor, causal: bool) -> Callable[[], None]:
@@ -62,8 +46,8 @@ def main() -> None:
     for n in args.lengths:
         for causal in (False, True):
             x = torch.randn(args.batch, n, args.dim, device=device, requires_grad=True)
-            t_ours = _median_ms(_step(ours, x, causal), device, args.repeats)
-            t_ref = _median_ms(_step(reference, x, causal), device, args.repeats)
+            t_ours = median_ms(_step(ours, x, causal), device, args.repeats)
+            t_ref = median_ms(_step(reference, x, causal), device, args.repeats)
             print(f"| {n} | {causal} | {t_ours:.2f} | {t_ref:.2f} | {t_ref / t_ours:.2f}x |")
 
 

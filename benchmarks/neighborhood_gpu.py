@@ -28,14 +28,13 @@ Run: ``python -m benchmarks.neighborhood_gpu`` (GPU) or ``python -m benchmarks.n
 import argparse
 import importlib.util
 import math
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from benchmarks.timing import median_ms
 from core.attention.backends import backend_unavailable_reason
 from core.attention.functional import sdpa
 from core.attention.neighborhood import NAGeometry, na_geometry, neighborhood_attention
@@ -66,25 +65,6 @@ class Problem:
     def useful_flops(self) -> float:
         """``4 · N · window · D · heads · B``."""
         return 4.0 * math.prod(self.grid) * self.window * self.head_dim * self.heads * self.batch
-
-
-def _time_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def _paths(problem: Problem, geom: NAGeometry, device: torch.device) -> dict[str, Callable]:
@@ -144,7 +124,7 @@ def run_problem(problem: Problem, device: torch.device, dtype: torch.dtype, repe
     for name, fn in _paths(problem, geom, device).items():
         try:
             with torch.no_grad():
-                ms = _time_ms(lambda fn=fn: fn(q, k, v), device, repeats, warmup)
+                ms = median_ms(lambda fn=fn: fn(q, k, v), device, repeats, warmup)
         except Exception as err:  # a missing kernel must not hide the other rows
             print(f"<!-- {problem.name} / {name} failed: {type(err).__name__}: {err} -->")
             continue

@@ -11,13 +11,13 @@ Run: ``python -m benchmarks.sdpa_backends`` (GPU, bf16) or ``--smoke`` (tiny, CP
 """
 
 import argparse
-import statistics
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from benchmarks.timing import median_ms
 from core.attention.functional import sdpa
 
 GOAL_RATIO = 1.05
@@ -27,27 +27,6 @@ BACKENDS = {
     "cudnn": SDPBackend.CUDNN_ATTENTION,
     "math": SDPBackend.MATH,
 }
-
-
-def _median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            import time
-
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def _pinned(backend: SDPBackend, causal: bool) -> Callable:
@@ -89,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, fn in paths.items():
                 try:
                     with torch.no_grad():
-                        times[label] = _median_ms(
+                        times[label] = median_ms(
                             lambda fn=fn, q=q, k=k, v=v: fn(q, k, v), device, args.repeats, args.warmup
                         )
                 except RuntimeError as err:  # a backend that does not support this shape or device

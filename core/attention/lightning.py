@@ -77,6 +77,7 @@ from core.attention.linear import (
     linear_attention_recurrent,
     linear_scan_chunked,
     segment_tokens,
+    split_segments,
 )
 from core.attention.mha import merge_heads, split_heads
 from core.attention.registry import register_mechanism
@@ -245,11 +246,9 @@ class LightningAttention(TokenMixer):
             )
             return self._output(out, x)
         # Chunked: segment by segment (see the module doc). Split once; per-segment projections.
-        seg = segment_tokens(self.segment_size, self.chunk_size, n, x.device)
-        xs = x.split(seg, dim=1)
-        masks = valid.split(seg, dim=1) if valid is not None else [None] * len(xs)
+        segments = split_segments(x, valid, segment_tokens(self.segment_size, self.chunk_size, n, x.device))
         qkvs = []
-        for x_s, m_s in zip(xs, masks, strict=True):
+        for x_s, m_s in segments:
             q, k, v = self._qkv(x_s)
             if m_s is not None:
                 k = k * m_s[:, None, :, None].to(k.dtype)  # padded keys add nothing
@@ -271,7 +270,7 @@ class LightningAttention(TokenMixer):
                     initial_state=state,
                 )
                 outs[i] = outs[i] + back.flip(2) - (q * k).sum(dim=-1, keepdim=True) * v
-        return torch.cat([self._output(o, x_s) for o, x_s in zip(outs, xs, strict=True)], dim=1)
+        return torch.cat([self._output(o, x_s) for o, (x_s, _) in zip(outs, segments, strict=True)], dim=1)
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``SiLU(W_q x), SiLU(W_k x), W_v x`` split into heads, each ``(B, H, N, D)``."""

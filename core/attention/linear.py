@@ -78,6 +78,7 @@ __all__ = [
     "linear_feature_map",
     "linear_scan_chunked",
     "segment_tokens",
+    "split_segments",
 ]
 
 LinearFeatureMap = Literal["elu", "relu", "silu", "identity"]
@@ -152,6 +153,17 @@ def segment_tokens(segment_size: int | None, chunk_size: int, length: int, devic
             return max(length, 1)
         segment_size = SEGMENT_SIZE
     return max(1, segment_size // chunk_size) * chunk_size
+
+
+def split_segments(x: Tensor, valid: Tensor | None, size: int) -> list[tuple[Tensor, Tensor | None]]:
+    """``(x_s, valid_s)`` per segment of ``size`` tokens (the last may be shorter), split once.
+
+    Split once rather than sliced in a loop: slicing a full tensor inside the loop would make autograd
+    build a full-size gradient per slice.
+    """
+    xs = x.split(size, dim=1)
+    masks = valid.split(size, dim=1) if valid is not None else [None] * len(xs)
+    return list(zip(xs, masks, strict=True))
 
 
 #: Chunks handled together by one vectorised step of the causal form, per device type. On CPU 32 chunks
@@ -494,11 +506,10 @@ class LinearAttention(TokenMixer):
                 q, k, v, normalize=self.normalization == "denominator", eps=self.eps, key_mask=valid
             )
             return self.proj(self.norm(merge_heads(out)))
-        seg = segment_tokens(self.segment_size, self.chunk_size, n, x.device)
-        xs = x.split(seg, dim=1)
-        masks = valid.split(seg, dim=1) if valid is not None else [None] * len(xs)
         parts = []
-        for x_s, m_s in zip(xs, masks, strict=True):
+        for x_s, m_s in split_segments(
+            x, valid, segment_tokens(self.segment_size, self.chunk_size, n, x.device)
+        ):
             q, k, v = self._qkv(x_s)
             k, keep = _mask_keys(k, m_s)
             parts.append((q, k, v, keep))

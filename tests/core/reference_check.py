@@ -61,3 +61,22 @@ def assert_same_outputs_and_grads(
             continue
         torch.testing.assert_close(p2.grad, p.grad, **tol, msg=f"grad of {name}")
     return out
+
+
+def assert_segments_match(
+    whole: nn.Module, segment_size: int, length: int, causal: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A float64 segmented mixer equals itself in one pass, with left padding in the second sequence.
+
+    ``whole`` (already float64, with a ``segment_size`` larger than ``length``) is copied with
+    ``segment_size``; both run on the same ``(2, length, dim)`` input and key-padding mask.
+
+    Returns:
+        The output, the input and the mask, for comparison with a reference by the caller.
+    """
+    seg = copy.deepcopy(whole)
+    seg.segment_size = segment_size
+    x = torch.randn(2, length, whole.dim, dtype=torch.float64, requires_grad=True)
+    pad = torch.ones(2, length, dtype=torch.bool)
+    pad[1, :3] = False
+    return assert_same_outputs_and_grads(whole, seg, x, mask=pad, is_causal=causal), x, pad

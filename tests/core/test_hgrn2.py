@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from core.attention.hgrn2 import HGRN2, gla_chunked, gla_recurrent
-from tests.core.reference_check import assert_same_outputs_and_grads
+from tests.core.reference_check import assert_segments_match
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
@@ -168,12 +168,7 @@ def test_segments_match_one_pass_and_recurrent(n, segment) -> None:
     """Segments (chunk 4, a short last segment) equal one pass and the recurrence, values and gradients."""
     torch.manual_seed(7)
     whole = HGRN2(8, num_heads=2, chunk_size=4, segment_size=64, layer_idx=1, num_layers=3).double()
-    seg = copy.deepcopy(whole)
-    seg.segment_size = segment
-    x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
-    pad = torch.ones(2, n, dtype=torch.bool)
-    pad[1, :3] = False
-    out = assert_same_outputs_and_grads(whole, seg, x, mask=pad, is_causal=True)
-    seg.mode = "recurrent"
+    out, x, pad = assert_segments_match(whole, segment, n, causal=True)
+    whole.mode = "recurrent"
     with torch.no_grad():
-        torch.testing.assert_close(seg(x, mask=pad, is_causal=True), out.detach(), atol=1e-12, rtol=1e-10)
+        torch.testing.assert_close(whole(x, mask=pad, is_causal=True), out.detach(), atol=1e-12, rtol=1e-10)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.attention.lightning import LightningAttention, lightning_attention, lightning_slopes
-from tests.core.reference_check import assert_same_outputs_and_grads
+from tests.core.reference_check import assert_segments_match
 from tests.core.test_linear import _MaxNumel
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
@@ -193,12 +193,7 @@ def test_segments_match_one_pass_and_quadratic(causal, n) -> None:
     torch.manual_seed(5)
     whole = LightningAttention(8, num_heads=2, chunk_size=4, segment_size=64, layer_idx=1, num_layers=4)
     whole = whole.double()
-    seg = copy.deepcopy(whole)
-    seg.segment_size = 10  # rounded down to 8, a multiple of the chunk
-    x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
-    pad = torch.ones(2, n, dtype=torch.bool)
-    pad[1, :3] = False
-    out = assert_same_outputs_and_grads(whole, seg, x, mask=pad, is_causal=causal)
+    out, x, pad = assert_segments_match(whole, 10, n, causal)  # 10 is rounded down to 8, a chunk multiple
     with torch.no_grad():
         q, k, v = whole._qkv(x)
         att = quadratic(q, k, v, whole.log_decay, causal=causal, key_mask=pad)

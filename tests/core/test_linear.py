@@ -20,7 +20,7 @@ from core.attention.linear import (
     linear_scan_chunked,
     segment_tokens,
 )
-from tests.core.reference_check import assert_same_outputs_and_grads
+from tests.core.reference_check import assert_segments_match
 
 FWD = {"atol": 1e-5, "rtol": 1e-4}
 GRAD = {"atol": 1e-4, "rtol": 1e-3}
@@ -312,12 +312,7 @@ def test_module_segments_match_one_pass(normalization: str, causal: bool, n: int
     whole = LinearAttention(8, num_heads=2, chunk_size=4, normalization=normalization, feature_map=feature)
     whole = whole.double()
     whole.segment_size = 10_000
-    seg = copy.deepcopy(whole)
-    seg.segment_size = 10  # rounded down to 8, a multiple of the chunk
-    x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
-    pad = torch.ones(2, n, dtype=torch.bool)
-    pad[1, :3] = False
-    out = assert_same_outputs_and_grads(whole, seg, x, mask=pad, is_causal=causal)
+    out, x, pad = assert_segments_match(whole, 10, n, causal)  # 10 is rounded down to 8, a chunk multiple
     with torch.no_grad():
         torch.testing.assert_close(out, literal_module(x, whole, causal, pad), **EXACT)
 

@@ -107,12 +107,10 @@ def _pair(grid, kernel, dil, stride, causal, backend="sdpa", heads=2, dim=8):
     return module, copy.deepcopy(module).double()
 
 
-@pytest.mark.parametrize("backend", ["sdpa", "reference"])
-@pytest.mark.parametrize(("grid", "kernel", "dil", "stride", "causal"), CASES)
-def test_matches_literal_reference(grid, kernel, dil, stride, causal, backend) -> None:
-    module, ref = _pair(grid, kernel, dil, stride, causal, backend)
-    n = math.prod(grid)
-    x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
+def check_against_literal(module: NeighborhoodAttention, grid, causal) -> None:
+    """fp32 ``module`` vs :func:`literal_na` on fp64 copies: output, input and parameter gradients."""
+    ref = copy.deepcopy(module).double()
+    x = torch.randn(2, math.prod(grid), module.dim, dtype=torch.float64, requires_grad=True)
     xf = x.detach().float().requires_grad_(True)
     out = module(xf, grid=grid if len(grid) > 1 else None)
     expected = literal_na(x, ref, grid, causal)
@@ -123,6 +121,13 @@ def test_matches_literal_reference(grid, kernel, dil, stride, causal, backend) -
     torch.testing.assert_close(xf.grad.double(), x.grad, **GRAD)
     for (name, p), p_ref in zip(module.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.grad.double(), p_ref.grad, **GRAD, msg=name)
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "reference"])
+@pytest.mark.parametrize(("grid", "kernel", "dil", "stride", "causal"), CASES)
+def test_matches_literal_reference(grid, kernel, dil, stride, causal, backend) -> None:
+    module, _ = _pair(grid, kernel, dil, stride, causal, backend)
+    check_against_literal(module, grid, causal)
 
 
 @pytest.mark.parametrize("tile", [(1, 1), (2, 3), (4, 4), (16, 16)])

@@ -11,10 +11,8 @@
   software-pipelined; the interpreter cannot catch those failures.
 """
 
-import copy
 import importlib
 import json
-import math
 import os
 import subprocess
 import sys
@@ -30,7 +28,7 @@ from core.attention.neighborhood import (
     neighborhood_attention,
 )
 from tests.core.reference_check import FWD, GRAD
-from tests.core.test_neighborhood import CASES, literal_na
+from tests.core.test_neighborhood import CASES, check_against_literal
 
 triton = pytest.importorskip("triton")
 
@@ -59,18 +57,7 @@ def test_matches_literal_reference(kernels, monkeypatch, grid, kernel, dil, stri
     module = NeighborhoodAttention(
         32, num_heads=2, kernel_size=kernel, dilation=dil, stride=stride, causal=causal, backend="triton"
     )
-    ref = copy.deepcopy(module).double()
-    x = torch.randn(2, math.prod(grid), 32, dtype=torch.float64, requires_grad=True)
-    xf = x.detach().float().requires_grad_(True)
-    out = module(xf, grid=grid if len(grid) > 1 else None)
-    expected = literal_na(x, ref, grid, causal)
-    torch.testing.assert_close(out.double(), expected, **FWD)
-    grad = torch.randn_like(expected)
-    out.backward(grad.float())
-    expected.backward(grad)
-    torch.testing.assert_close(xf.grad.double(), x.grad, **GRAD)
-    for (name, p), p_ref in zip(module.named_parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(p.grad.double(), p_ref.grad, **GRAD, msg=name)
+    check_against_literal(module, grid, causal)
 
 
 @pytest.mark.parametrize(
@@ -228,3 +215,16 @@ def test_default_configs_compile_for_the_h100() -> None:
             where = f"{problem}/{name}: {regs} registers, {spill} B spilled, {shared} B shared"
             assert spill == 0 and launchable, where
             assert pipelined > 0 and wgmma > 0, f"{where}: loads not pipelined or no wgmma"
+
+
+def test_importing_the_library_imports_no_accelerated_backend() -> None:
+    """Triton, NATTEN and FlexAttention load only when a forward pass asks for them."""
+    code = (
+        "import sys, core.attention; "
+        "print([m for m in ('triton', 'natten', 'torch.nn.attention.flex_attention', "
+        "'core.attention.kernels.neighborhood_triton') if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert done.stdout.strip() == "[]", done.stdout

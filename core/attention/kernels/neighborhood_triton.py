@@ -213,6 +213,51 @@ def _pair_mask(w0, w1, w2, y0, y1, y2, L0: tl.constexpr, L1: tl.constexpr,
 
 
 @triton.jit
+def _query_windows(x0, x1, x2, L0: tl.constexpr, L1: tl.constexpr, L2: tl.constexpr,
+                   K0: tl.constexpr, K1: tl.constexpr, K2: tl.constexpr,
+                   D0: tl.constexpr, D1: tl.constexpr, D2: tl.constexpr,
+                   S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr,
+                   C0: tl.constexpr, C1: tl.constexpr, C2: tl.constexpr,
+                   TK0: tl.constexpr, TK1: tl.constexpr, TK2: tl.constexpr):  # fmt: skip
+    """A query tile's windows per axis, the box of key tiles meeting them, and its full-tile bounds.
+
+    Returns ``(w0, w1, w2)``, the first key tile per axis, the box's size per axis, and per axis the
+    largest window start and smallest window end over the tile (for :func:`_is_full`).
+    """
+    w0 = _window(x0, L0, K0, D0, S0, C0)
+    w1 = _window(x1, L1, K1, D1, S1, C1)
+    w2 = _window(x2, L2, K2, D2, S2, C2)
+    a0, z0 = _tile_range(w0[1], w0[2], TK0)
+    a1, z1 = _tile_range(w1[1], w1[2], TK1)
+    a2, z2 = _tile_range(w2[1], w2[2], TK2)
+    inner = (tl.max(w0[1], 0), tl.min(w0[2], 0), tl.max(w1[1], 0), tl.min(w1[2], 0), tl.max(w2[1], 0),
+             tl.min(w2[2], 0))  # fmt: skip
+    return (w0, w1, w2), (a0, a1, a2), (z0 - a0 + 1, z1 - a1 + 1, z2 - a2 + 1), inner
+
+
+@triton.jit
+def _key_tile(Kb, Vb, skn, svn, j, first, size, inner, d, dv,
+              D: tl.constexpr, DV: tl.constexpr, L0: tl.constexpr, L1: tl.constexpr, L2: tl.constexpr,
+              D0: tl.constexpr, D1: tl.constexpr, D2: tl.constexpr,
+              TK0: tl.constexpr, TK1: tl.constexpr, TK2: tl.constexpr):  # fmt: skip
+    """Key tile ``j`` of the box: its keys and values, coordinates, validity, and whether it is full."""
+    KT1: tl.constexpr = (L1 + TK1 - 1) // TK1
+    KT2: tl.constexpr = (L2 + TK2 - 1) // TK2
+    k0, k1, k2 = _unflatten(j, first[0], first[1], first[2], size[1], size[2])
+    y0, y1, y2 = _coords((k0 * KT1 + k1) * KT2 + k2, tl.arange(0, TK0 * TK1 * TK2), TK0, TK1, TK2, KT1, KT2)
+    k_ok = (y0 < L0) & (y1 < L1) & (y2 < L2)
+    k_row = (y0 * L1 + y1) * L2 + y2
+    kt = _load_rows(Kb, k_row * skn, k_ok, d, D)
+    vt = _load_rows(Vb, k_row * svn, k_ok, dv, DV)
+    full = (
+        _is_full(inner[0], inner[1], k0 * TK0, TK0, L0, D0)
+        & _is_full(inner[2], inner[3], k1 * TK1, TK1, L1, D1)
+        & _is_full(inner[4], inner[5], k2 * TK2, TK2, L2, D2)
+    )
+    return kt, vt, (y0, y1, y2), k_ok, full
+
+
+@triton.jit
 def _na_fwd(
     Q, K, V, Out, LSE,
     sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
@@ -228,48 +273,29 @@ def _na_fwd(
     PREC: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
     """One query tile: online softmax over the key tiles that meet its windows; writes O and LSE."""
-    KT1: tl.constexpr = (L1 + TK1 - 1) // TK1
-    KT2: tl.constexpr = (L2 + TK2 - 1) // TK2
     bh = tl.program_id(1)
     b = bh // H
     h = bh % H
-    n = tl.arange(0, TK0 * TK1 * TK2)
     d = tl.arange(0, BD)
     dv = tl.arange(0, BDV)
     x0, x1, x2, q_ok, q_row = _tokens(
         tl.program_id(0), tl.arange(0, TQ0 * TQ1 * TQ2), L0, L1, L2, TQ0, TQ1, TQ2
     )
     q = _load_rows(Q + b * sqb + h * sqh, q_row * sqn, q_ok, d, D)
-    w0 = _window(x0, L0, K0, D0, S0, C0)
-    w1 = _window(x1, L1, K1, D1, S1, C1)
-    w2 = _window(x2, L2, K2, D2, S2, C2)
-    a0, z0 = _tile_range(w0[1], w0[2], TK0)
-    a1, z1 = _tile_range(w1[1], w1[2], TK1)
-    a2, z2 = _tile_range(w2[1], w2[2], TK2)
-    in_lo0, in_hi0 = tl.max(w0[1], 0), tl.min(w0[2], 0)
-    in_lo1, in_hi1 = tl.max(w1[1], 0), tl.min(w1[2], 0)
-    in_lo2, in_hi2 = tl.max(w2[1], 0), tl.min(w2[2], 0)
-
+    w, first, size, inner = _query_windows(
+        x0, x1, x2, L0, L1, L2, K0, K1, K2, D0, D1, D2, S0, S1, S2, C0, C1, C2, TK0, TK1, TK2
+    )
     m_i = tl.full([TQ0 * TQ1 * TQ2], float("-inf"), ACC)
     l_i = tl.zeros([TQ0 * TQ1 * TQ2], ACC)
     acc = tl.zeros([TQ0 * TQ1 * TQ2, BDV], ACC)
-    n1 = z1 - a1 + 1
-    n2 = z2 - a2 + 1
-    for j in range(0, (z0 - a0 + 1) * n1 * n2):
-        k0, k1, k2 = _unflatten(j, a0, a1, a2, n1, n2)
-        y0, y1, y2 = _coords((k0 * KT1 + k1) * KT2 + k2, n, TK0, TK1, TK2, KT1, KT2)
-        k_ok = (y0 < L0) & (y1 < L1) & (y2 < L2)
-        k_row = (y0 * L1 + y1) * L2 + y2
-        kt = _load_rows(K + b * skb + h * skh, k_row * skn, k_ok, d, D)
-        vt = _load_rows(V + b * svb + h * svh, k_row * svn, k_ok, dv, DV)
+    for j in range(0, size[0] * size[1] * size[2]):
+        kt, vt, y, k_ok, full = _key_tile(
+            K + b * skb + h * skh, V + b * svb + h * svh, skn, svn, j, first, size, inner, d, dv,
+            D, DV, L0, L1, L2, D0, D1, D2, TK0, TK1, TK2,
+        )  # fmt: skip
         s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale
-        full = (
-            _is_full(in_lo0, in_hi0, k0 * TK0, TK0, L0, D0)
-            & _is_full(in_lo1, in_hi1, k1 * TK1, TK1, L1, D1)
-            & _is_full(in_lo2, in_hi2, k2 * TK2, TK2, L2, D2)
-        )
         if not full:
-            ok = k_ok[None, :] & _pair_mask(w0, w1, w2, y0, y1, y2, L0, L1, D0, D1, D2)
+            ok = k_ok[None, :] & _pair_mask(w[0], w[1], w[2], y[0], y[1], y[2], L0, L1, D0, D1, D2)
             s = tl.where(ok, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -282,9 +308,8 @@ def _na_fwd(
     has_key = l_i > 0
     l_safe = tl.where(has_key, l_i, 1.0)
     _store_rows(Out + b * sob + h * soh, q_row * son, q_ok, dv, DV, acc / l_safe[:, None])
-    tl.store(
-        LSE + bh * (L0 * L1 * L2) + q_row, tl.where(has_key, m_i + tl.log2(l_safe), float("inf")), mask=q_ok
-    )
+    lse = tl.where(has_key, m_i + tl.log2(l_safe), float("inf"))
+    tl.store(LSE + bh * (L0 * L1 * L2) + q_row, lse, mask=q_ok)
 
 
 @triton.jit
@@ -303,12 +328,9 @@ def _na_bwd_dq(
     PREC: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
     """``dQ`` of one query tile over the forward's key tiles (DO has O's strides)."""
-    KT1: tl.constexpr = (L1 + TK1 - 1) // TK1
-    KT2: tl.constexpr = (L2 + TK2 - 1) // TK2
     bh = tl.program_id(1)
     b = bh // H
     h = bh % H
-    n = tl.arange(0, TK0 * TK1 * TK2)
     d = tl.arange(0, BD)
     dv = tl.arange(0, BDV)
     x0, x1, x2, q_ok, q_row = _tokens(
@@ -318,34 +340,18 @@ def _na_bwd_dq(
     do = _load_rows(DO + b * sob + h * soh, q_row * son, q_ok, dv, DV)
     lse = tl.load(LSE + bh * (L0 * L1 * L2) + q_row, mask=q_ok, other=float("inf"))
     delta = tl.load(DELTA + bh * (L0 * L1 * L2) + q_row, mask=q_ok, other=0.0)
-    w0 = _window(x0, L0, K0, D0, S0, C0)
-    w1 = _window(x1, L1, K1, D1, S1, C1)
-    w2 = _window(x2, L2, K2, D2, S2, C2)
-    a0, z0 = _tile_range(w0[1], w0[2], TK0)
-    a1, z1 = _tile_range(w1[1], w1[2], TK1)
-    a2, z2 = _tile_range(w2[1], w2[2], TK2)
-    in_lo0, in_hi0 = tl.max(w0[1], 0), tl.min(w0[2], 0)
-    in_lo1, in_hi1 = tl.max(w1[1], 0), tl.min(w1[2], 0)
-    in_lo2, in_hi2 = tl.max(w2[1], 0), tl.min(w2[2], 0)
-
+    w, first, size, inner = _query_windows(
+        x0, x1, x2, L0, L1, L2, K0, K1, K2, D0, D1, D2, S0, S1, S2, C0, C1, C2, TK0, TK1, TK2
+    )
     dq = tl.zeros([TQ0 * TQ1 * TQ2, BD], ACC)
-    n1 = z1 - a1 + 1
-    n2 = z2 - a2 + 1
-    for j in range(0, (z0 - a0 + 1) * n1 * n2):
-        k0, k1, k2 = _unflatten(j, a0, a1, a2, n1, n2)
-        y0, y1, y2 = _coords((k0 * KT1 + k1) * KT2 + k2, n, TK0, TK1, TK2, KT1, KT2)
-        k_ok = (y0 < L0) & (y1 < L1) & (y2 < L2)
-        k_row = (y0 * L1 + y1) * L2 + y2
-        kt = _load_rows(K + b * skb + h * skh, k_row * skn, k_ok, d, D)
-        vt = _load_rows(V + b * svb + h * svh, k_row * svn, k_ok, dv, DV)
+    for j in range(0, size[0] * size[1] * size[2]):
+        kt, vt, y, k_ok, full = _key_tile(
+            K + b * skb + h * skh, V + b * svb + h * svh, skn, svn, j, first, size, inner, d, dv,
+            D, DV, L0, L1, L2, D0, D1, D2, TK0, TK1, TK2,
+        )  # fmt: skip
         p = tl.exp2(tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale - lse[:, None])
-        full = (
-            _is_full(in_lo0, in_hi0, k0 * TK0, TK0, L0, D0)
-            & _is_full(in_lo1, in_hi1, k1 * TK1, TK1, L1, D1)
-            & _is_full(in_lo2, in_hi2, k2 * TK2, TK2, L2, D2)
-        )
         if not full:
-            ok = k_ok[None, :] & _pair_mask(w0, w1, w2, y0, y1, y2, L0, L1, D0, D1, D2)
+            ok = k_ok[None, :] & _pair_mask(w[0], w[1], w[2], y[0], y[1], y[2], L0, L1, D0, D1, D2)
             p = tl.where(ok, p, 0.0)
         ds = p * (tl.dot(do, tl.trans(vt), input_precision=PREC) - delta[:, None])
         dq += tl.dot(ds.to(kt.dtype), kt, input_precision=PREC)
@@ -419,18 +425,18 @@ def _na_bwd_dkdv(
         do = _load_rows(DO + b * sob + h * soh, q_row * son, q_ok, dv, DV)
         lse = tl.load(LSE + bh * (L0 * L1 * L2) + q_row, mask=q_ok, other=float("inf"))
         delta = tl.load(DELTA + bh * (L0 * L1 * L2) + q_row, mask=q_ok, other=0.0)
-        w0 = _window(x0, L0, K0, D0, S0, C0)
-        w1 = _window(x1, L1, K1, D1, S1, C1)
-        w2 = _window(x2, L2, K2, D2, S2, C2)
+        w, _, _, inner = _query_windows(
+            x0, x1, x2, L0, L1, L2, K0, K1, K2, D0, D1, D2, S0, S1, S2, C0, C1, C2, TK0, TK1, TK2
+        )
         # Keys are rows here: (BN, BM).
         pt = tl.exp2(tl.dot(kt, tl.trans(q), input_precision=PREC) * qk_scale - lse[None, :])
         full = (
-            _is_full(tl.max(w0[1], 0), tl.min(w0[2], 0), s0, TK0, L0, D0)
-            & _is_full(tl.max(w1[1], 0), tl.min(w1[2], 0), s1, TK1, L1, D1)
-            & _is_full(tl.max(w2[1], 0), tl.min(w2[2], 0), s2, TK2, L2, D2)
+            _is_full(inner[0], inner[1], s0, TK0, L0, D0)
+            & _is_full(inner[2], inner[3], s1, TK1, L1, D1)
+            & _is_full(inner[4], inner[5], s2, TK2, L2, D2)
         )
         if not full:
-            ok = q_ok[:, None] & k_ok[None, :] & _pair_mask(w0, w1, w2, y0, y1, y2, L0, L1, D0, D1, D2)
+            ok = q_ok[:, None] & k_ok[None, :] & _pair_mask(w[0], w[1], w[2], y0, y1, y2, L0, L1, D0, D1, D2)
             pt = tl.where(tl.trans(ok), pt, 0.0)
         dvacc += tl.dot(pt.to(do.dtype), do, input_precision=PREC)
         dst = pt * (tl.dot(vt, tl.trans(do), input_precision=PREC) - delta[None, :])
