@@ -501,7 +501,7 @@ def neighborhood_attention(
         mask: Optional boolean mask (True = may attend), already normalised to 4-D
             ``(B|1, H|1, N|1, N)``; AND-ed with the neighbourhood. Not supported by ``natten``.
         backend: ``auto``, ``sdpa``, ``flex``, ``natten``, ``triton`` or ``reference`` (module docstring).
-        dropout_p: Attention dropout, ``sdpa`` only.
+        dropout_p: Attention dropout, ``sdpa`` only (``auto`` then runs ``sdpa``).
         flex_layout: ``tiled`` (token tiles, default) or ``row_major`` token order for ``flex``.
         flex_block_size: Flex block size (and tile size) for ``flex``; default 64 for tiled 2-D/3-D
             (8×8 / 4×4×4 tiles), else 128 (8×16 / 4×4×8 tiles when tiled).
@@ -515,15 +515,18 @@ def neighborhood_attention(
 
     Raises:
         RuntimeError: If an explicitly requested backend cannot run here.
-        ValueError: If ``natten`` or ``triton`` is asked for with a mask, or ``triton`` with dropout.
+        ValueError: If ``natten`` or ``triton`` is asked for with a mask, or ``flex``, ``natten`` or
+            ``triton`` with attention dropout (only ``sdpa`` has it).
     """
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     name = resolve_backend(owner, backend, SUPPORTED_BACKENDS, q.device, needs_grad)
-    if name in ("natten", "triton") and (mask is not None or (name == "triton" and dropout_p > 0)):
+    lacks_mask = mask is not None and name in ("natten", "triton")
+    lacks_dropout = dropout_p > 0 and name in ("flex", "natten", "triton")
+    if lacks_mask or lacks_dropout:
         if backend == name:
-            missing = "`mask`" if mask is not None else "attention dropout"
-            raise ValueError(f"{owner}: backend={name!r} does not support {missing}; use 'sdpa' (or 'flex')")
-        name = "sdpa"
+            missing = "`mask`" if lacks_mask else "attention dropout"
+            raise ValueError(f"{owner}: backend={name!r} does not support {missing}; use 'sdpa'")
+        name = "sdpa"  # auto: never drop a mask or dropout silently
     if name == "natten":
         return _attend_natten(q, k, v, geom)
     if name == "triton":

@@ -252,6 +252,19 @@ def test_natten_backend_reports_why_it_cannot_run() -> None:
             module(torch.randn(1, 6, 8, requires_grad=True))
 
 
+def test_flex_refuses_attention_dropout_instead_of_ignoring_it() -> None:
+    """Flex has no attention dropout: an explicit request says so (``auto`` runs ``sdpa`` instead)."""
+    pytest.importorskip("torch.nn.attention.flex_attention")
+    module = NeighborhoodAttention(8, num_heads=2, kernel_size=3, backend="flex", attn_drop=0.1).train()
+    with (
+        torch.no_grad(),
+        pytest.raises(ValueError, match=r"backend='flex' does not support attention dropout"),
+    ):
+        module(torch.randn(1, 6, 8))
+    with torch.no_grad():  # in eval mode there is no dropout to drop
+        module.eval()(torch.randn(1, 6, 8))
+
+
 def test_auto_backend_trains_on_cpu() -> None:
     module = NeighborhoodAttention(8, num_heads=2, kernel_size=3)
     x = torch.randn(1, 16, 8, requires_grad=True)
