@@ -220,11 +220,15 @@ def _measure(module: nn.Module, kind: str, pattern: str, n: int, args: argparse.
 
 
 def _flops(module: nn.Module, pattern: str, n: int, args: argparse.Namespace) -> float | None:
+    """Useful FLOPs of one call; cross patterns use a context of ``m = n`` tokens (see :func:`_measure`)."""
     method = getattr(module, "attention_flops", None)
     if method is None:
         return None
     grid = _square_grid(n) if getattr(module, "needs_grid", False) else None
-    return method(args.batch, n, n, is_causal=pattern.startswith("causal"), grid=grid)
+    keys = n
+    if pattern.endswith("cross") and getattr(module, "context_extends_keys", False):
+        keys = n + n  # own tokens and the context (DCAL's pair-wise cross-attention)
+    return method(args.batch, n, keys, is_causal=pattern.startswith("causal"), grid=grid)
 
 
 def run(args: argparse.Namespace) -> list[BenchRow]:

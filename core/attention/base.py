@@ -69,6 +69,9 @@ class TokenMixer(nn.Module, metaclass=ABCMeta):
     supports_context: ClassVar[bool] = False
     requires_context: ClassVar[bool] = False
     needs_grid: ClassVar[bool] = False
+    #: The queries attend their own tokens *and* the context (keys ``N + M``), not the context alone;
+    #: FLOP counts of a cross call then pass ``keys = N + M`` to :meth:`attention_flops`.
+    context_extends_keys: ClassVar[bool] = False
 
     def __init__(self, dim: int, *, layer_idx: int = 0, num_layers: int = 1) -> None:
         super().__init__()

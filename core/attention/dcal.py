@@ -135,6 +135,7 @@ class PairwiseCrossAttention(MultiHeadAttention):
     supports_causal = False
     supports_context = True
     requires_context = False
+    context_extends_keys = True
 
     def __init__(
         self,

@@ -70,3 +70,19 @@ def test_linear_check_passes_linear_and_fails_superlinear_or_unmeasured() -> Non
     skipped = [_row("Skipped", 1024, 10.0), _row("Skipped", 4096, None, note="skipped: too slow")]
     lines, ok = linear_check([*rows, *skipped], linear, 4.5)
     assert not ok and any("not measured: skipped: too slow" in line for line in lines)
+
+
+def test_cross_flops_count_the_keys_each_mechanism_attends() -> None:
+    """DCAL's pair-wise attention attends its own tokens and the context: N + M keys, not M."""
+    import argparse
+
+    from benchmarks.attention import _flops
+    from core.attention import CrossAttention
+    from core.attention.dcal import PairwiseCrossAttention
+
+    args = argparse.Namespace(batch=2)
+    pairwise = PairwiseCrossAttention(16, num_heads=2)
+    assert _flops(pairwise, "noncausal_cross", 8, args) == dense_attention_flops(2, 8, 16, 16)
+    assert _flops(pairwise, "noncausal_self", 8, args) == dense_attention_flops(2, 8, 8, 16)
+    cross = CrossAttention(16, num_heads=2)
+    assert _flops(cross, "noncausal_cross", 8, args) == dense_attention_flops(2, 8, 8, 16)
