@@ -56,7 +56,7 @@ Differences from the official code:
 """
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -172,64 +172,79 @@ def split_segments(x: Tensor, valid: Tensor | None, size: int) -> list[tuple[Ten
 GROUP_CHUNKS: dict[str, int] = {"cpu": 32, "cuda": 256}
 
 
-def _prefix_states(kv: Tensor, entry: Tensor, chunk_decay: Tensor | None) -> tuple[Tensor, Tensor]:
+class _GroupFactors(NamedTuple):
+    """Constants of a group of ``m`` chunks of length ``c``: built once per call, shared by its groups."""
+
+    intra: Tensor  # (c, c) causal mask, or (H, 1, c, c) with λ^{t-s} for s <= t
+    q_decay: Tensor | None  # (H, 1, c, 1): λ^{t+1}
+    k_decay: Tensor | None  # (H, 1, c, 1): λ^{c-1-s}
+    prefix: Tensor | None  # (H, m, m): λ^{c(j-1-i)} for i < j, else 0
+    carry: Tensor | None  # (H, m + 1): λ^{c j}
+    last: Tensor | None  # (H, m): λ^{c(m-1-i)}
+
+
+def _group_factors(c: int, m: int, rates: Tensor | None, like: Tensor) -> _GroupFactors:
+    """The masks and decay powers of :func:`_chunk_group` (no decay: just the causal mask)."""
+    pos = torch.arange(c, device=like.device)
+    diff = (pos[:, None] - pos[None, :]).to(like.dtype)  # t - s
+    if rates is None:
+        return _GroupFactors((diff >= 0).to(like.dtype), None, None, None, None, None)
+    a = rates.to(like.dtype)
+    a4 = a[:, None, None, None]  # (H, 1, 1, 1)
+    intra = torch.exp(torch.where(diff >= 0, -a4 * diff, float("-inf")))
+    q_decay = torch.exp(-a4 * (pos + 1).to(like.dtype)[:, None])
+    k_decay = torch.exp(-a4 * (c - 1 - pos).to(like.dtype)[:, None])
+    chunk_decay = (a * c)[:, None]  # (H, 1)
+    steps = torch.arange(m + 1, device=like.device, dtype=like.dtype)
+    gap = steps[:m, None] - 1 - steps[None, :m]  # j - 1 - i
+    prefix = torch.exp(torch.where(gap >= 0, -chunk_decay[..., None] * gap, float("-inf")))
+    carry = torch.exp(-chunk_decay * steps)
+    last = torch.exp(-chunk_decay * (m - 1 - steps[:m]))
+    return _GroupFactors(intra, q_decay, k_decay, prefix, carry, last)
+
+
+def _prefix_states(kv: Tensor, entry: Tensor, f: _GroupFactors) -> tuple[Tensor, Tensor]:
     """States before each chunk and after the last: ``S_j = λ^{c j} S_0 + Σ_{i<j} λ^{c(j-1-i)} kv_i``.
 
     Args:
         kv: Per-chunk contributions ``(B, H, m, D, E)``.
         entry: ``S_0`` ``(B, H, D, E)``.
-        chunk_decay: ``a_h · c`` per head ``(H,)``, or None for no decay (an exclusive cumulative sum).
+        f: The group's factors; without decay the prefix is an exclusive cumulative sum.
 
     Returns:
         ``(B, H, m, D, E)`` entry states of the chunks and the ``(B, H, D, E)`` exit state.
     """
-    m = kv.shape[2]
-    if chunk_decay is None:
+    if f.prefix is None or f.carry is None or f.last is None:
         inclusive = kv.cumsum(dim=2)
         before = torch.cat([torch.zeros_like(kv[:, :, :1]), inclusive[:, :, :-1]], dim=2)
         return before + entry[:, :, None], inclusive[:, :, -1] + entry
-    steps = torch.arange(m + 1, device=kv.device, dtype=kv.dtype)
-    gap = steps[:m, None] - 1 - steps[None, :m]  # j - 1 - i
-    weights = torch.exp(torch.where(gap >= 0, -chunk_decay[:, None, None] * gap, float("-inf")))  # (H, m, m)
+    m = kv.shape[2]
     flat = kv.flatten(3)  # (B, H, m, D·E)
-    before = (weights @ flat).view_as(kv)
-    carry = torch.exp(-chunk_decay[:, None] * steps)  # (H, m + 1): λ^{c j}
-    before = before + carry[:, :m, None, None] * entry[:, :, None]
-    last = torch.exp(-chunk_decay[:, None] * (m - 1 - steps[:m]))  # (H, m): λ^{c(m-1-i)}
-    exit_state = (last[..., None] * flat).sum(dim=2).view_as(entry) + carry[:, m, None, None] * entry
+    before = (f.prefix @ flat).view_as(kv) + f.carry[:, :m, None, None] * entry[:, :, None]
+    exit_state = (f.last[..., None] * flat).sum(dim=2).view_as(entry) + f.carry[:, m, None, None] * entry
     return before, exit_state
 
 
 def _chunk_group(
-    q: Tensor, k: Tensor, v: Tensor, c: int, rates: Tensor | None, state: Tensor, z: Tensor | None
+    q: Tensor, k: Tensor, v: Tensor, c: int, f: _GroupFactors, state: Tensor, z: Tensor | None
 ) -> tuple[tuple[Tensor, Tensor | None], Tensor, Tensor | None]:
     """``m`` whole chunks of the causal form at once (their length is a multiple of ``c``).
 
-    The same equations as the chunk loop, vectorised over chunks: the intra-chunk products for all
-    chunks in one batched matmul, the per-chunk state contributions ``K_cᵀ V_c``, their (decayed)
-    exclusive prefix (:func:`_prefix_states`), and the inter-chunk term ``Q_c S_j`` in one more matmul.
+    The same equations as a loop over chunks, vectorised: the intra-chunk products for all chunks in one
+    batched matmul, the per-chunk state contributions ``K_cᵀ V_c``, their (decayed) exclusive prefix
+    (:func:`_prefix_states`), and the inter-chunk term ``Q_c S_j`` in one more matmul.
     """
     b, h, n, _ = q.shape
-    m = n // c
-    qs, ks, vs = (t.reshape(b, h, m, c, t.shape[-1]) for t in (q, k, v))
-    pos = torch.arange(c, device=q.device)
-    diff = (pos[:, None] - pos[None, :]).to(q.dtype)  # t - s
-    if rates is None:
-        intra = (diff >= 0).to(q.dtype)  # (c, c)
-        q_in, k_w, chunk_decay = qs, ks, None
-    else:
-        a = rates.to(q.dtype)[:, None, None, None]  # (H, 1, 1, 1)
-        intra = torch.exp(torch.where(diff >= 0, -a * diff, float("-inf")))  # (H, 1, c, c): λ^{t-s}
-        q_in = qs * torch.exp(-a * (pos + 1).to(q.dtype)[:, None])  # λ^{t+1}
-        k_w = ks * torch.exp(-a * (c - 1 - pos).to(q.dtype)[:, None])  # λ^{c-1-s}
-        chunk_decay = rates.to(q.dtype) * c
-    scores = (qs @ ks.transpose(-2, -1)) * intra
+    qs, ks, vs = (t.reshape(b, h, n // c, c, t.shape[-1]) for t in (q, k, v))
+    q_in = qs if f.q_decay is None else qs * f.q_decay
+    k_w = ks if f.k_decay is None else ks * f.k_decay
+    scores = (qs @ ks.transpose(-2, -1)) * f.intra
     k_t = k_w.transpose(-2, -1)  # (B, H, m, D, c)
-    before, state = _prefix_states(k_t @ vs, state, chunk_decay)
+    before, state = _prefix_states(k_t @ vs, state, f)
     num = (scores @ vs + q_in @ before).reshape(b, h, n, -1)
     den = None
     if z is not None:
-        z_before, z = _prefix_states(k_t.sum(dim=-1, keepdim=True), z, chunk_decay)
+        z_before, z = _prefix_states(k_t.sum(dim=-1, keepdim=True), z, f)
         den = (scores.sum(dim=-1, keepdim=True) + q_in @ z_before).reshape(b, h, n, 1)
     return (num, den), state, z
 
@@ -255,11 +270,16 @@ def _causal_chunks(
     group = c * (group_chunks or GROUP_CHUNKS.get(q.device.type, GROUP_CHUNKS["cpu"]))
     whole = n - n % c
     sizes = [min(group, whole - start) for start in range(0, whole, group)] + ([n % c] if n % c else [])
+    factors: dict[tuple[int, int], _GroupFactors] = {}
     outs: list[tuple[Tensor, Tensor | None]] = []
     # Split once: slicing inside the loop would make autograd build a full-size gradient per group, which
     # turns the backward pass quadratic in N.
     for qg, kg, vg in zip(*(t.split(sizes, dim=2) for t in (q, k, v)), strict=True):
-        out, state, z = _chunk_group(qg, kg, vg, qg.shape[2] if qg.shape[2] < c else c, rates, state, z)
+        length = min(c, qg.shape[2])
+        key = (length, qg.shape[2] // length)
+        if key not in factors:
+            factors[key] = _group_factors(*key, rates, q)
+        out, state, z = _chunk_group(qg, kg, vg, length, factors[key], state, z)
         outs.append(out)
     return outs, state, z
 
