@@ -215,6 +215,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--fudge", type=float, default=1.1, help="precision rule: error ≤ fudge × eager's")
+    parser.add_argument(
+        "--only",
+        choices=("timing", "precision"),
+        default=None,
+        help="run one part (each compiles its own kernels; a prepared GPU run gives each its own time limit)",
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type != "cuda":  # eager Flex on CPU warns on every shape that it is not compiled
@@ -233,26 +239,29 @@ def main(argv: list[str] | None = None) -> None:
         ]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     precision = str(dtype).removeprefix("torch.")
-    print(f"# Neighbourhood attention forward, {precision}, {name}, torch {torch.__version__}")
-    print("| problem | (B, heads, N, D) | window | path | median ms | useful TFLOP/s | vs dense |")
-    print("|---|---|---|---|---|---|---|")
-    all_results = {}
-    for p in problems:
-        res = run_problem(p, device, dtype, args.repeats, args.warmup)
-        all_results[p.name] = res
-        dims = f"({p.batch}, {p.heads}, {math.prod(p.grid)}, {p.head_dim})"
-        window = "×".join([str(p.kernel)] * len(p.grid)) + (" causal" if p.causal else "")
-        for path, (ms, tflops, ratio) in res.items():
-            print(f"| {p.name} {'×'.join(map(str, p.grid))} | {dims} | {window} | {path} | {ms:.3f} | "
-                  f"{tflops:.3g} | {ratio:.2f}× |")  # fmt: skip
-    failures = precision_table(device, dtype, args.fudge, args.smoke)
+    all_results: dict[str, dict[str, tuple[float, float, float]]] = {}
+    if args.only != "precision":
+        print(f"# Neighbourhood attention forward, {precision}, {name}, torch {torch.__version__}")
+        print("| problem | (B, heads, N, D) | window | path | median ms | useful TFLOP/s | vs dense |")
+        print("|---|---|---|---|---|---|---|")
+        for p in problems:
+            res = run_problem(p, device, dtype, args.repeats, args.warmup)
+            all_results[p.name] = res
+            dims = f"({p.batch}, {p.heads}, {math.prod(p.grid)}, {p.head_dim})"
+            window = "×".join([str(p.kernel)] * len(p.grid)) + (" causal" if p.causal else "")
+            for path, (ms, tflops, ratio) in res.items():
+                print(f"| {p.name} {'×'.join(map(str, p.grid))} | {dims} | {window} | {path} | {ms:.3f} | "
+                      f"{tflops:.3g} | {ratio:.2f}× |")  # fmt: skip
+    failures = None if args.only == "timing" else precision_table(device, dtype, args.fudge, args.smoke)
     if device.type != "cuda" or args.smoke:
         print("\n(goals are checked on CUDA at full size only)")
         return
     _verdicts(all_results, failures)
 
 
-def _verdicts(results: dict[str, dict[str, tuple[float, float, float]]], precision_failures: int) -> None:
+def _verdicts(
+    results: dict[str, dict[str, tuple[float, float, float]]], precision_failures: int | None
+) -> None:
     def best(res: dict[str, tuple[float, float, float]], paths: tuple[str, ...]) -> tuple[str, float]:
         found = [(res[p][1], p) for p in paths if p in res]
         return (max(found)[1], max(found)[0]) if found else ("none", 0.0)
@@ -280,8 +289,13 @@ def _verdicts(results: dict[str, dict[str, tuple[float, float, float]]], precisi
             f"1-D sliding window ≥ {GOAL_1D_TFLOPS:.0f} useful TFLOP/s ({path1}: {tf1:.1f})",
             tf1 >= GOAL_1D_TFLOPS,
         ),
-        (f"precision: {precision_failures} path(s) above the fudge factor", precision_failures == 0),
     ]
+    if not results:  # --only precision
+        checks = []
+    if precision_failures is not None:
+        checks.append(
+            (f"precision: {precision_failures} path(s) above the fudge factor", precision_failures == 0)
+        )
     print()
     for text, ok in checks:
         print(f"- {'PASS' if ok else 'FAIL'}: {text}")

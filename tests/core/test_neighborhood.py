@@ -318,6 +318,17 @@ def test_benchmark_smoke_runs_on_cpu(capsys) -> None:
         neighborhood_gpu.main(["--smoke"])
     out = capsys.readouterr().out
     assert "| 2-D NA" in out and "| 1-D sliding window" in out and "flex tiled (block 64)" in out
+    assert "# Precision vs a float64 reference" in out and "| sdpa blocked |" in out
+
+
+@pytest.mark.parametrize("part", ["timing", "precision"])
+def test_benchmark_parts_run_apart(capsys, part) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        neighborhood_gpu.main(["--smoke", "--only", part])
+    out = capsys.readouterr().out
+    assert ("median ms" in out) == (part == "timing")
+    assert ("# Precision vs a float64 reference" in out) == (part == "precision")
 
 
 @pytest.mark.parametrize(
