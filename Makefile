@@ -15,7 +15,7 @@ help:
 	@echo "make demo-finance - simulate a LOBSTER-format sample, train + test TLOB on it"
 	@echo "make demo-medical - train + test AGUNet on the embedded MSD hippocampus cases, predict NIfTI masks"
 	@echo "make demo-recsys - simulate interaction sequences, train + test SASRec on them"
-	@echo "make test   - lint (ruff) and the test suite"
+	@echo "make test   - lint (ruff, import layering) and the test suite"
 	@echo "make bench  - CPU benchmarks (ratios against a reference measured in the same run)"
 	@echo "make lock   - re-pin constraints.txt from the current .venv"
 
@@ -60,6 +60,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -328,14 +328,20 @@ def _build_datamodule(spec: dict[str, Any]) -> Any:
 
 
 def _build_task(spec: dict[str, Any], num_items: int) -> Any:
-    from domains.recsys import SequentialRecommendation
+    from functools import partial
 
-    return SequentialRecommendation(
-        model="sasrec",
+    from domains.recsys import SequentialRecommendation
+    from domains.recsys.models import SASRec
+
+    network = partial(
+        SASRec,
         hidden_dim=spec["hidden"],
         num_layers=spec["layers"],
         num_heads=spec["heads"],
         dropout=spec["dropout"],
+    )
+    return SequentialRecommendation(
+        network=network,
         loss="ce",
         ks=[10],
         num_items=num_items,
@@ -423,7 +429,7 @@ def run_plain(spec: dict[str, Any]) -> SideResult:
     import torch
     import torch.nn.functional as F
 
-    from domains.recsys.datamodule import left_pad_windows
+    from domains.recsys.batching import left_pad_windows
     from domains.recsys.metrics import RankingMetrics
     from domains.recsys.ranking import full_ranking_scores, target_rank
 

@@ -16,15 +16,15 @@ Run: ``python -m benchmarks.tlob_throughput [--batch 32 --steps 20 --device cpu 
 
 import argparse
 import time
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.blocks import Mlp, sinusoidal_positions
-from domains.finance.models import TLOB
-from domains.finance.models.bin import BiN
-from domains.finance.models.tlob import build_head
+from core.layers import Mlp, sinusoidal_positions
+from domains.finance.models import TLOB, BiN
+from domains.finance.models.common import build_head
 
 # name, num_features F, seq_len T, our hidden_dim (the official code forces H = F; ours must be a
 # multiple of 4, so LOBSTER's 46 becomes 48).
@@ -136,8 +136,8 @@ class _Trainer:
         self.steps += steps
 
 
-def main() -> None:
-    """Parse options, time both models on each shape and print a Markdown table."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse options (``argv``, default the command line), time both models per shape, print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per model and shape")
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternate the models this many times")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)

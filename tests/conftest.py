@@ -1,8 +1,10 @@
-"""Shared fixtures: repository paths, the real-data folder, and deterministic seeds."""
+"""Shared fixtures: repository paths, the real-data folder, deterministic seeds, the template domain."""
 
 import importlib.util
 import os
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -46,3 +48,22 @@ def import_script(path: Path, name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def installed_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The template domain of docs/adding-a-domain.md, installed as an outside package would be.
+
+    ``docs/template/tabular`` is copied into a site folder with a ``.dist-info`` whose ``entry_points.txt``
+    registers it under ``attnlab.domains``, and the folder is put on ``sys.path``: nothing in attnlab
+    names it. Installed once per session, since a second import would leave two classes of one name.
+    """
+    site = tmp_path_factory.mktemp("site")
+    shutil.copytree(REPO / "docs" / "template" / "tabular", site / "tabular")
+    info = site / "attnlab_tabular-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: attnlab-tabular\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[attnlab.domains]\ntabular = tabular:DOMAIN\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(site))
+        yield site

@@ -36,8 +36,8 @@ import torch
 from torch import Tensor, nn
 
 from core.attention.base import SpatialMixer
-from core.attention.nd import batch_norm_nd, conv_nd
 from core.attention.registry import register_mechanism
+from core.layers.nd import batch_norm_nd, conv_nd
 
 __all__ = [
     "CBAM",

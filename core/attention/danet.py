@@ -47,8 +47,8 @@ from torch import Tensor, nn
 from core.attention.backends import check_backend, resolve_backend
 from core.attention.base import SpatialMixer
 from core.attention.functional import reference_attention, sdpa
-from core.attention.nd import batch_norm_nd, channel_dropout_nd, conv_nd
 from core.attention.registry import register_mechanism
+from core.layers.nd import batch_norm_nd, channel_dropout_nd, conv_nd
 
 __all__ = ["ChannelAttention", "DualAttention", "PositionAttention", "channel_attention_map"]
 

@@ -44,7 +44,7 @@ from core.attention.base import TokenMixer, check_grid_2d
 from core.attention.cross import CrossAttention
 from core.attention.mha import MultiHeadAttention
 from core.attention.registry import register_mechanism
-from core.blocks.mlp import Mlp
+from core.layers.mlp import Mlp
 
 __all__ = ["DualTokenAttention"]
 

@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.attention.base import AttentionGate
-from core.attention.nd import batch_norm_nd, conv_nd, interpolate_mode
 from core.attention.registry import register_mechanism
+from core.layers.nd import batch_norm_nd, conv_nd, interpolate_mode
 
 __all__ = ["AdditiveAttentionGate", "ConcatAttentionGate"]
 

@@ -50,8 +50,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.attention.base import SpatialMixer
-from core.attention.nd import batch_norm_nd, conv_nd
 from core.attention.registry import register_mechanism
+from core.layers.nd import batch_norm_nd, conv_nd
 
 __all__ = ["SDLSKA", "SDLSKA_KERNELS"]
 

@@ -36,10 +36,9 @@ Backends (``backend=``, see :mod:`core.attention.backends`):
 * ``sdpa`` (CPU / training path): *blocked* SDPA. Queries are cut into tiles (per axis, inside each
   dilation group); each tile gathers the union of its queries' neighbourhoods (``tile + k − 1`` keys per
   axis) and runs ``F.scaled_dot_product_attention`` with a small boolean mask. Memory is
-  ``O(N (t + k)^D)`` instead of the ``O(N²)`` of a dense mask. Measured with 2 threads on a shared
-  CPU (torch 2.14.1, best of 7), 64×64 tokens, k=7, B=1, 4 heads, D=32, fwd+bwd: dense ``(N, N)`` mask
-  through SDPA 322 ms; per-query gather (tile 1, ``O(N k^D)`` memory) 282 ms; blocked 4×4 tiles
-  46 ms, **8×8 tiles 44 ms** (the default, 1-D: 64, 3-D: 4×4×4), 16×16 tiles 63 ms.
+  ``O(N (t + k)^D)`` instead of the ``O(N²)`` of a dense mask. The default tiles (8×8 in 2-D, 64 in
+  1-D, 4×4×4 in 3-D) were the fastest measured against a dense mask and per-query gathers
+  (docs/mechanisms/neighborhood.md).
 * ``flex``: FlexAttention with a block mask built from an arithmetic ``mask_mod``. Tokens are first
   permuted into tiles of one Flex block each (default block 64: 8×8 in 2-D, 4×4×4 in 3-D; with
   ``flex_block_size=128``: 8×16, 4×4×8) so most blocks are entirely inside or outside every

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from core.attention.cross import CrossAttention
 from core.attention.mha import Backend
 from core.attention.registry import register_mechanism
-from core.blocks.mlp import Mlp
+from core.layers.mlp import Mlp
 
 __all__ = ["PerceiverAttention", "PerceiverCrossAttention", "PerceiverCrossLayer"]
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from core.attention.bcaf import Direction, ParentChildCrossAttention, SpectralSE, parent_child_ratio
-from core.blocks.mlp import Mlp
+from core.layers.mlp import Mlp
 
 __all__ = ["BCAFBlock", "ParentChildAttentionFactory"]
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from core.attention.base import AttentionFactory, check_grid_2d
 from core.attention.davit import ChannelGroupAttention, WindowAttention
-from core.blocks.mlp import Mlp
+from core.layers.mlp import Mlp
 
 __all__ = ["ChannelBlock", "ConvPosEnc", "DualAttentionBlock", "SpatialBlock"]
 

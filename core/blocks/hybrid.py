@@ -15,11 +15,11 @@ linear model. Example, 8 layers at 3:1: ``L L L F L L L F``.
 **Block** (:class:`HybridStack`). Pre-norm residual blocks, as in the paper's (fla-based) models::
 
     x = x + Mixer_i(Norm(x))        Mixer_i = linear(dim, layer_idx=i, num_layers=L) or full(...)
-    x = x + MLP(Norm(x))            core.blocks.mlp.Mlp, hidden width mlp_ratio · dim
+    x = x + MLP(Norm(x))            core.layers.mlp.Mlp, hidden width mlp_ratio · dim
 
 followed by a final norm. The factories receive the *global* layer index, so depth-dependent mixers
 (HGRN2's forget-gate lower bound) see their place in the whole stack. The paper's models use SwiGLU
-MLPs and RMSNorm; this stack uses the library's GELU :class:`~core.blocks.mlp.Mlp` and RMSNorm by
+MLPs and RMSNorm; this stack uses the library's GELU :class:`~core.layers.mlp.Mlp` and RMSNorm by
 default (``norm="layer"`` for LayerNorm). No official code is used; built from the paper's description.
 """
 
@@ -29,7 +29,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from core.attention.base import AttentionFactory, TokenMixer
-from core.blocks.mlp import Mlp
+from core.layers.mlp import Mlp
 
 __all__ = ["HybridBlock", "HybridStack", "LayerKind", "hybrid_layout"]
 

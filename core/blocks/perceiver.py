@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from core.attention.base import AttentionFactory
 from core.attention.mha import Backend, MultiHeadAttention
 from core.attention.perceiver import PerceiverCrossAttention
-from core.blocks.mlp import Mlp
+from core.layers.mlp import Mlp
 
 __all__ = ["LatentLayer", "PerceiverBlock"]
 

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from core.attention.base import AttentionFactory
 from core.attention.ultragen import UltraGenAttention
-from core.blocks.mlp import Mlp
+from core.layers.mlp import Mlp
 
 __all__ = ["TimestepGate", "UltraGenBlock", "timestep_embedding"]
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.attention.base import AttentionGateFactory
-from core.attention.nd import batch_norm_nd, conv_nd
+from core.layers.nd import batch_norm_nd, conv_nd
 
 __all__ = ["ConvBlock", "DecoderLevel", "UpConv", "crop_to", "pool_factors", "pool_nd"]
 

@@ -1,5 +1,5 @@
 """Data plumbing shared by every domain's datamodules."""
 
-from core.data.links import data_links, register_data_links
+from core.data.base import SPLITS, STAGE_SPLITS, BaseDataModule, Split
 
-__all__ = ["data_links", "register_data_links"]
+__all__ = ["SPLITS", "STAGE_SPLITS", "BaseDataModule", "Split"]

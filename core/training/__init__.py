@@ -1,9 +1,17 @@
 """Training plumbing shared by every domain: the task base class, callbacks and checkpoint IO."""
 
 from core.training.base_task import BaseTask
-from core.training.checkpoint import AtomicCheckpointIO, TaskCheckpoint, atomic_torch_save
+from core.training.checkpoint import (
+    AtomicCheckpointIO,
+    TaskCheckpoint,
+    atomic_torch_save,
+    best_checkpoint,
+    run_checkpoint,
+)
+from core.training.distributed import EpochMetricsSync
 from core.training.ema import EMA
 from core.training.finetune import FreezeBackbone
+from core.training.networks import instantiate_network
 from core.training.prediction import PredictionWriter
 from core.training.pretrained import LoadReport, load_pretrained
 
@@ -11,10 +19,14 @@ __all__ = [
     "EMA",
     "AtomicCheckpointIO",
     "BaseTask",
+    "EpochMetricsSync",
     "FreezeBackbone",
     "LoadReport",
     "PredictionWriter",
     "TaskCheckpoint",
     "atomic_torch_save",
+    "best_checkpoint",
+    "instantiate_network",
     "load_pretrained",
+    "run_checkpoint",
 ]

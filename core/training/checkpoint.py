@@ -16,7 +16,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-__all__ = ["AtomicCheckpointIO", "TaskCheckpoint", "atomic_torch_save"]
+__all__ = ["AtomicCheckpointIO", "TaskCheckpoint", "atomic_torch_save", "best_checkpoint", "run_checkpoint"]
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -104,3 +104,66 @@ class TaskCheckpoint(ModelCheckpoint):
         if self.filename is None and self.monitor:
             self.filename = "{epoch}-{step}-{" + self.monitor + ":.4f}"
         super().setup(trainer, pl_module, stage)
+
+    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """Lightning's epoch-end save, then ``last.ckpt`` brought up to date if it saved nothing."""
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._keep_last_current(trainer)
+
+    def on_validation_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """Lightning's validation-end save, then ``last.ckpt`` brought up to date if it saved nothing."""
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._keep_last_current(trainer)
+
+    def _keep_last_current(self, trainer: "pl.Trainer") -> None:
+        """Write ``last.ckpt`` unless this step was saved already.
+
+        Lightning 2.6 refreshes ``last.ckpt`` at an epoch end only when a top-k checkpoint is saved in the
+        same step, so after an epoch that did not improve the monitored metric ``last.ckpt`` still held an
+        older epoch, and ``--ckpt_path last`` resumed from there.
+        """
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def best_checkpoint(dirpath: Path) -> Path:
+    """The best checkpoint of the run whose checkpoints are in ``dirpath``, read from its ``last.ckpt``.
+
+    Lightning resolves ``ckpt_path="best"`` only inside the process that trained; ``last.ckpt`` records
+    the checkpoint callback's ``best_model_path``, so ``attnlab test --ckpt_path best`` works later too.
+
+    Raises:
+        FileNotFoundError: If there is no ``last.ckpt`` or the best checkpoint it names is gone.
+    """
+    last = Path(dirpath) / "last.ckpt"
+    if not last.is_file():
+        raise FileNotFoundError(
+            f"--ckpt_path best: no {last}. Train first (attnlab fit with the same config) "
+            "or pass a checkpoint path."
+        )
+    state = torch.load(last, map_location="cpu", weights_only=False, mmap=True).get("callbacks", {})
+    best = [v.get("best_model_path") for k, v in state.items() if k.startswith("TaskCheckpoint")]
+    best = [Path(b) for b in best if b]
+    if not best:
+        return last
+    if not best[0].is_file():
+        raise FileNotFoundError(
+            f"--ckpt_path best: {last} names {best[0]} as the best checkpoint, but it is gone"
+        )
+    return best[0]
+
+
+def run_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or the best checkpoint of a run folder (its ``default_root_dir``).
+
+    Raises:
+        FileNotFoundError: If ``path`` is neither a file nor a run folder with checkpoints.
+    """
+    p = Path(path)
+    if p.is_dir():
+        return best_checkpoint(p / "checkpoints" if (p / "checkpoints").is_dir() else p)
+    if not p.is_file():
+        raise FileNotFoundError(f"{path!r} is neither a checkpoint file nor a run folder")
+    return p

@@ -5,7 +5,6 @@
   :data:`ORDER_FEATURES` of each event, plus the mid-price and relative spread after each event.
 * :func:`normalization_stats` fits z-score statistics on the raw features of the training split and
   :func:`normalise` applies them to any split.
-* :class:`Segment` and :class:`SplitEvents` are the bookkeeping of a split cut from those days.
 """
 
 from dataclasses import dataclass
@@ -27,8 +26,6 @@ __all__ = [
     "ORDER_FEATURES",
     "ZSCORED_ORDER_COLUMNS",
     "DayEvents",
-    "Segment",
-    "SplitEvents",
     "day_events",
     "normalise",
     "normalization_stats",
@@ -62,29 +59,6 @@ class DayEvents:
 
     def __len__(self) -> int:
         return len(self.time)
-
-
-@dataclass
-class Segment:
-    """Events ``start:stop`` of day ``day`` (index into the split's file list) at ``path``."""
-
-    day: int
-    path: Path
-    start: int
-    stop: int
-
-
-@dataclass
-class SplitEvents:
-    """Concatenated segments of one split: raw features, smoothed returns and bookkeeping per event."""
-
-    features: np.ndarray  # (n, F) raw
-    returns: np.ndarray  # (n, H) smoothed returns l (NaN where undefined)
-    spread_over_mid: np.ndarray
-    time: np.ndarray
-    day: np.ndarray
-    row: np.ndarray
-    bounds: list[tuple[int, int]]  # (offset, length) of each segment
 
 
 def _fill_empty_levels(book: np.ndarray, tick: int) -> np.ndarray:

@@ -1,20 +1,27 @@
-"""Medical: 3-D (and slice-wise 2-D) segmentation with MONAI (U-Net, AGUNet, DAUNet, DAGUNet, QTSeg).
+"""Medical: 3-D (and slice-wise 2-D) segmentation with MONAI (UNet, AGUNet, DAUNet, DAGUNet, QTSeg).
 
-Importing the package registers the data-derived sizes the CLI links from datamodule to task, and makes the
-short class names (``SegmentationTask``, ``DecathlonDataModule``, ``CaseFolderDataModule``) usable in
-configs. MONAI, nibabel and scipy come with the ``medical`` extra; without it the import fails with an
-ImportError that names the extra to install.
+Importing the package makes the short class names usable in configs: the task (``SegmentationTask``), the
+datamodules (``DecathlonDataModule``, ``CaseFolderDataModule``) and the networks (``UNet``, ``AGUNet``,
+``DAUNet``, ``DAGUNet``, ``QTSeg``). MONAI, nibabel and scipy come with the ``medical`` extra; without it
+the import fails with an ImportError that names the extra to install.
 """
 
-from core.data import register_data_links
+from pathlib import Path
+
+from core.plugins import Domain
 from core.utils import require
 
 for _module in ("monai", "nibabel", "scipy"):
     require(_module, "medical")
 
-from domains.medical.datamodule import CaseFolderDataModule, DecathlonDataModule, MedicalDataModule  # noqa: E402
+from domains.medical.datamodule import MedicalDataModule  # noqa: E402
+from domains.medical.layouts import CaseFolderDataModule, DecathlonDataModule  # noqa: E402
+from domains.medical.models import AGUNet, DAGUNet, DAUNet, QTSeg, SegmentationNetwork, UNet  # noqa: E402
 from domains.medical.module import SegmentationTask  # noqa: E402
 
-register_data_links("in_channels", "num_classes", "spatial_dims", "patch_size", "label_names")
+__all__ = ["DOMAIN", "CaseFolderDataModule", "DecathlonDataModule", "MedicalDataModule", "SegmentationTask"]
+__all__ += ["AGUNet", "DAGUNet", "DAUNet", "QTSeg", "SegmentationNetwork", "UNet"]  # the networks
 
-__all__ = ["CaseFolderDataModule", "DecathlonDataModule", "MedicalDataModule", "SegmentationTask"]
+DOMAIN = Domain(
+    name="medical", smoke_config=Path(__file__).resolve().parents[2] / "configs" / "medical" / "smoke.yaml"
+)

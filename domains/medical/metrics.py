@@ -8,6 +8,8 @@ process, and merging two metric objects (``merge_state``) equals one object fed 
   functions (:func:`monai.metrics.compute_dice`, :func:`monai.metrics.compute_hausdorff_distance`).
 * :class:`PatientDetection`: the patient-wise detection protocol of Bouget et al. 2021 (recall, precision,
   F1, Dice over detected cases, recall split by lesion volume).
+* :class:`SegmentationEvaluation`: both, fed with one stage's softmax probabilities; the metrics container
+  the segmentation task evaluates with.
 
 Undefined values (a mean over zero cases) are returned as NaN **and** announced with a
 :class:`UndefinedMetricWarning` naming the key and the reason; the count keys returned beside them say how
@@ -24,12 +26,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from scipy import ndimage
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import Metric
 
 from core.utils import require
 
-__all__ = ["PatientDetection", "SegmentationMetrics", "UndefinedMetricWarning"]
+__all__ = ["PatientDetection", "SegmentationEvaluation", "SegmentationMetrics", "UndefinedMetricWarning"]
 
 
 class UndefinedMetricWarning(RuntimeWarning):
@@ -475,3 +477,63 @@ class PatientDetection(Metric):
         result = {k: v.float() for k, v in out.items()}
         result.update({name: getattr(self, name).float() for name in self._COUNTS})
         return result
+
+
+class SegmentationEvaluation(nn.Module):
+    """One stage's metrics: Dice/HD95 and patient-wise detection, from the softmax probabilities.
+
+    :class:`SegmentationMetrics` gets the argmax, :class:`PatientDetection` the foreground probability
+    ``1 - p(background)``.
+
+    Args:
+        num_classes: Classes including background.
+        class_names: Names of the classes, background first (see :class:`SegmentationMetrics`).
+        prob_threshold: Foreground probability threshold of the detection metrics.
+        overlap_threshold: Dice above which a case counts as detected.
+        small_volume_ml: Lesion volume (ml) separating small from large lesions.
+
+    ``compute()`` returns the keys of both metrics; ``cases`` (in both) is the number of cases seen.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        prob_threshold: float = 0.5,
+        overlap_threshold: float = 0.1,
+        small_volume_ml: float = 3.0,
+    ) -> None:
+        super().__init__()
+        self.segmentation = SegmentationMetrics(num_classes, class_names=class_names)
+        self.detection = PatientDetection(
+            prob_threshold=prob_threshold,
+            overlap_threshold=overlap_threshold,
+            small_volume_ml=small_volume_ml,
+        )
+
+    def update(
+        self,
+        probs: Tensor,
+        target: Tensor,
+        spacing: Tensor | Sequence[float] | None,
+        voxel_ml: Tensor | Sequence[float] | float,
+    ) -> None:
+        """Add a batch of cases.
+
+        Args:
+            probs: ``(B, num_classes, *S)`` softmax probabilities.
+            target: ``(B, *S)`` ground-truth class indices.
+            spacing: Voxel sizes in mm, ``(B, D)`` or ``(D,)``, or None (see :class:`SegmentationMetrics`).
+            voxel_ml: ``(B,)`` voxel volumes in ml (see :class:`PatientDetection`).
+        """
+        self.segmentation.update(probs.argmax(dim=1), target, spacing)
+        self.detection.update(1.0 - probs[:, 0], target > 0, voxel_ml)
+
+    def compute(self) -> dict[str, Tensor]:
+        """Every value of both metrics over every case seen (on every process once synced)."""
+        return {**self.segmentation.compute(), **self.detection.compute()}
+
+    def reset(self) -> None:
+        """Forget every case."""
+        self.segmentation.reset()
+        self.detection.reset()

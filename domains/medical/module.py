@@ -6,7 +6,7 @@ predict run on whole preprocessed volumes with MONAI's ``sliding_window_inferenc
 (``spatial_dims=2`` in the datamodule) is evaluated slice by slice on the same 3-D volumes, so 2-D and 3-D
 models are scored with identical 3-D metrics.
 
-Metrics (all synchronised across DDP ranks as sums, never per-rank ``aggregate()``):
+Metrics (:class:`~domains.medical.metrics.SegmentationEvaluation`, sums synchronised across DDP processes):
 
 * mean foreground Dice and HD95 (MONAI's metric functions per case; ``val_dice`` is what checkpoints
   follow);
@@ -24,54 +24,45 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from core.attention import AttentionFactory, AttentionGateFactory, SpatialMixerFactory
+from core.attention import AttentionFactory
 from core.training import BaseTask
-from core.training.plots import close, segmentation_figure
+from core.training.base_task import Stage
+from core.training.plots import segmentation_figure
 from core.utils import require
 from domains.medical.losses import DeepSupervisionLoss, segmentation_loss
-from domains.medical.metrics import PatientDetection, SegmentationMetrics
-from domains.medical.models import build_network
+from domains.medical.metrics import SegmentationEvaluation
+from domains.medical.models import AGUNet, SegmentationNetworkFactory
 from domains.medical.transforms import affine_spacing
 
 __all__ = ["SegmentationTask", "voxel_spacing"]
-
-ModelName = Literal["unet", "agunet", "daunet", "dagunet", "qtseg"]
 
 
 class SegmentationTask(BaseTask):
     """Semantic segmentation of 3-D (or 2-D) medical images.
 
-    ``in_channels``, ``num_classes``, ``spatial_dims`` and ``patch_size`` come from the datamodule through
-    the CLI; set them by hand only when using the task without one.
+    ``in_channels``, ``num_classes``, ``spatial_dims``, ``patch_size`` and ``class_names`` come from the
+    datamodule through the CLI; set them by hand only when using the task without one.
 
     Args:
-        model: ``unet`` (3-D U-Net baseline), ``agunet`` (attention-gated U-Net, Bouget et al. 2021),
-            ``daunet`` (DANet dual attention at the bottleneck), ``dagunet`` (gates + dual attention +
-            attention guiding of every decoder level), or ``qtseg`` (QTSeg's 2-D dual-mix attention
-            decoder, Tran et al. 2024; 2-D data only).
+        network: The network class (or a factory of one), called with ``in_channels``, ``num_classes``,
+            ``spatial_dims`` and ``attention``: ``UNet`` (3-D/2-D U-Net baseline), ``AGUNet``
+            (attention-gated U-Net, Bouget et al. 2021), ``DAUNet`` (DANet dual attention at the
+            bottleneck), ``DAGUNet`` (gates + dual attention + attention guiding), or ``QTSeg`` (2-D
+            dual-mix attention decoder, Tran et al. 2024; 2-D data only). Its own options (channels, gate,
+            bottleneck mechanism, input pyramid, deep supervision) are ``--model.network.*``. Default
+            (None): ``AGUNet`` with its defaults.
         attention: A token mixer (any registered sequence mechanism, e.g.
-            ``--model.attention=NeighborhoodAttention``). U-Nets run it on the bottleneck's flattened
-            positions (pre-norm residual) instead of the default bottleneck mechanism; QTSeg uses it for its
-            token/feature cross-attention. Default (None): the architecture's own.
-        spatial_attention: A feature-map mechanism at the U-Net bottleneck (e.g. ``DualAttention``,
-            ``CBAM``, ``PositionAttention``). Default (None): ``DualAttention`` (DAUNet style) for
-            daunet/dagunet, none for unet/agunet.
-        gate: The attention gate on the skip connections (``ConcatAttentionGate``, AGUNet's official gate,
-            or ``AdditiveAttentionGate``, Oktay et al.). Default (None): the concatenation gate for
-            agunet/dagunet, none for unet/daunet.
-        channels: Feature widths of the encoder levels, shallow to deep (the last is the bottleneck).
-        multiscale_input: Feed an average-pooled input pyramid to every encoder level (AGUNet's ablation
-            switch). Default (None): the architecture's default.
-        deep_supervision: Train a 1×1 head on every decoder level against the ground truth downsampled to
-            its size (the paper's ablation switch). Default (None): the architecture's default.
+            ``--model.attention=NeighborhoodAttention``) given to the network: U-Nets run it on the
+            bottleneck's flattened positions (pre-norm residual) in place of ``spatial_attention``; QTSeg uses
+            it for its token/feature cross-attention. Default (None): the network's own.
         loss: ``dicece`` (MONAI DiceCELoss: soft Dice over the foreground classes + cross-entropy), ``dice``
             or ``ce``.
-        deep_supervision_weights: Weights of the supervision levels: ``halving`` (1, 1/2, 1/4, ...,
-            normalised; nnU-Net) or ``equal``.
+        deep_supervision_weights: Weights of the supervision levels of a deeply supervised network:
+            ``halving`` (1, 1/2, 1/4, ..., normalised; nnU-Net) or ``equal``.
         roi_size: Sliding-window ROI for validation, test and predict. Default (None): the training
             ``patch_size``.
         sw_batch_size: Windows per network call.
@@ -86,31 +77,25 @@ class SegmentationTask(BaseTask):
         overlap_threshold: A case is *detected* when the Dice of its binarised prediction exceeds this.
         small_volume_ml: Lesions below this volume (ml) count as small for the split recall (the paper
             reports that misses are mostly below 3 ml).
-        log_images: Log the middle slice of the first validation case (image, truth, prediction) to
-            TensorBoard every validation epoch.
+        log_images: Log the slice with the largest lesion area of the first validation case (image, truth,
+            prediction) to TensorBoard every validation epoch.
         in_channels: Image channels (modalities; linked from the data).
         num_classes: Classes including background (linked from the data).
         spatial_dims: 3 for volumes, 2 for slices (linked from the data).
         patch_size: Training patch size (linked from the data).
-        label_names: Class names, background first, for the per-class metric names (linked from the data's
-            ``label_names``, i.e. its ``class_names``; the distinct name keeps the link away from other
-            domains' datamodules that also have ``class_names``;
+        class_names: Class names, background first, for the per-class metric names (linked from the data;
             default ``background``, ``class1``, ...).
         pretrained: Checkpoint to initialise the weights from (fine-tuning).
     """
 
     monitor = "val_dice"
     mode = "max"
+    metric_stages = ("val", "test")
 
     def __init__(
         self,
-        model: ModelName = "agunet",
+        network: SegmentationNetworkFactory | None = None,
         attention: AttentionFactory | None = None,
-        spatial_attention: SpatialMixerFactory | None = None,
-        gate: AttentionGateFactory | None = None,
-        channels: list[int] | None = None,
-        multiscale_input: bool | None = None,
-        deep_supervision: bool | None = None,
         loss: Literal["dicece", "dice", "ce"] = "dicece",
         deep_supervision_weights: Literal["halving", "equal"] = "halving",
         roi_size: list[int] | None = None,
@@ -127,52 +112,30 @@ class SegmentationTask(BaseTask):
         num_classes: int | None = None,
         spatial_dims: Literal[2, 3] | None = None,
         patch_size: list[int] | None = None,
-        label_names: list[str] | None = None,
+        class_names: list[str] | None = None,
         pretrained: str | None = None,
     ) -> None:
         require("monai", "medical")
+        self.network_factory: SegmentationNetworkFactory = network or AGUNet
         self.attention = attention
-        self.spatial_attention = spatial_attention
-        self.gate = gate
         super().__init__(pretrained=pretrained)
 
     def configure_models(self) -> None:
-        """Build the chosen network from the (linked) data sizes."""
+        """Build the network from the (linked) data sizes."""
         hp = self.hparams
-        for name in ("in_channels", "num_classes", "spatial_dims", "patch_size"):
-            if hp[name] is None:
-                raise ValueError(
-                    f"SegmentationTask: {name} is unknown. It is linked from the datamodule by `attnlab`; "
-                    f"when building the task by hand pass {name}=..."
-                )
+        self.require_linked("in_channels", "num_classes", "spatial_dims", "patch_size")
         if len(hp.patch_size) != hp.spatial_dims:
             raise ValueError(
                 f"SegmentationTask: patch_size {hp.patch_size} has {len(hp.patch_size)} axes, expected "
                 f"spatial_dims={hp.spatial_dims}"
             )
-        if hp.model == "qtseg" and hp.spatial_dims != 2:
-            raise ValueError(
-                "SegmentationTask: model=qtseg is a 2-D network; use a datamodule with spatial_dims=2 "
-                "(slices) or a U-Net model for volumes"
-            )
-        if self.attention is not None and self.spatial_attention is not None:
-            raise ValueError(
-                "SegmentationTask: give either `attention` (a token mixer) or `spatial_attention` (a "
-                "feature-map mechanism) for the bottleneck, not both"
-            )
         if not 0.0 <= hp.overlap < 1.0:
             raise ValueError(f"SegmentationTask: overlap must be in [0, 1), got {hp.overlap}")
-        self.network: nn.Module = build_network(
-            hp.model,
+        self.network: nn.Module = self.build_network(
+            self.network_factory,
             in_channels=hp.in_channels,
             num_classes=hp.num_classes,
             spatial_dims=hp.spatial_dims,
-            channels=hp.channels,
-            attention=self.attention,
-            spatial_attention=self.spatial_attention,
-            gate=self.gate,
-            multiscale_input=hp.multiscale_input,
-            deep_supervision=hp.deep_supervision,
         )
 
     def configure_losses(self) -> None:
@@ -181,29 +144,16 @@ class SegmentationTask(BaseTask):
         self.criterion = DeepSupervisionLoss(base, weights=self.hparams.deep_supervision_weights)
         self.eval_criterion = base
 
-    def configure_metrics(self) -> None:
-        """Dice/HD95 and patient-wise detection metrics for validation and test."""
+    def configure_metrics(self) -> SegmentationEvaluation:
+        """Dice/HD95 and the patient-wise detection metrics (validation and test)."""
         hp = self.hparams
-        for stage in ("val", "test"):
-            setattr(
-                self, f"{stage}_metrics", SegmentationMetrics(hp.num_classes, class_names=self.class_names)
-            )
-            detection = PatientDetection(
-                prob_threshold=hp.prob_threshold,
-                overlap_threshold=hp.overlap_threshold,
-                small_volume_ml=hp.small_volume_ml,
-            )
-            setattr(self, f"{stage}_detection", detection)
-
-    @property
-    def class_names(self) -> list[str]:
-        """The linked class names, else ``background``, ``class1``, ``class2``, ..."""
-        names, num_classes = self.hparams.label_names, self.hparams.num_classes
-        if names is not None and len(names) != num_classes:
-            raise ValueError(
-                f"SegmentationTask: {len(names)} label_names {names} for num_classes={num_classes}"
-            )
-        return list(names) if names else ["background"] + [f"class{i}" for i in range(1, num_classes)]
+        return SegmentationEvaluation(
+            hp.num_classes,
+            class_names=self.class_names,
+            prob_threshold=hp.prob_threshold,
+            overlap_threshold=hp.overlap_threshold,
+            small_volume_ml=hp.small_volume_ml,
+        )
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         """Logits ``(B, num_classes, *S)``; with deep supervision in training, a list (full size first)."""
@@ -212,18 +162,13 @@ class SegmentationTask(BaseTask):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """One optimisation step on a batch of patches."""
         image, label = batch["image"], batch["label"]
-        loss = self.criterion(self(image), label)
-        aux = self.aux_loss()
-        if aux is not None:
-            loss = loss + aux
-        self.log("train_loss", loss, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(image))
-        return loss
+        return self.log_loss("train", self.criterion(self(image), label), len(image))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Sliding-window inference on a whole volume, then the loss and metrics."""
         logits = self._evaluate(batch, "val")
-        if batch_idx == 0:
-            self._log_image(batch, logits)
+        if batch_idx == 0 and self.hparams.log_images:
+            self.log_figure("val_segmentation", lambda: _segmentation_figure(batch, logits))
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Sliding-window inference on a whole volume, then the loss and metrics."""
@@ -237,14 +182,6 @@ class SegmentationTask(BaseTask):
             "image": batch["image"],
             "case": batch["case"],
         }
-
-    def on_validation_epoch_end(self) -> None:
-        """Log the epoch's validation metrics."""
-        self._log_epoch_metrics("val")
-
-    def on_test_epoch_end(self) -> None:
-        """Log the test metrics."""
-        self._log_epoch_metrics("test")
 
     def on_fit_start(self) -> None:
         """Say how evaluation works, once."""
@@ -295,6 +232,16 @@ class SegmentationTask(BaseTask):
             written.append(output_dir / f"{case}_seg.nii.gz")
         return written
 
+    @property
+    def class_names(self) -> list[str]:
+        """The linked class names, else ``background``, ``class1``, ``class2``, ..."""
+        names, num_classes = self.hparams.class_names, self.hparams.num_classes
+        if names is not None and len(names) != num_classes:
+            raise ValueError(
+                f"SegmentationTask: {len(names)} class_names {names} for num_classes={num_classes}"
+            )
+        return list(names) if names else ["background"] + [f"class{i}" for i in range(1, num_classes)]
+
     def sliding_window(self, image: Tensor) -> Tensor:
         """Logits of a whole volume ``(B, C, H, W, D)`` from overlapping ROI windows.
 
@@ -327,31 +274,15 @@ class SegmentationTask(BaseTask):
             device=hp.stitch_device,
         )
 
-    def _evaluate(self, batch: dict[str, Any], stage: str) -> Tensor:
+    def _evaluate(self, batch: dict[str, Any], stage: Stage) -> Tensor:
         image, label = batch["image"], batch["label"]
         logits = self.sliding_window(image)
         label = label.to(logits.device)
-        loss = self.eval_criterion(logits, label)
-        self.log(f"{stage}_loss", loss, on_epoch=True, sync_dist=True, batch_size=len(image))
+        self.log_loss(stage, self.eval_criterion(logits, label), len(image))
         probs = torch.softmax(logits.float(), dim=1)
-        pred = probs.argmax(dim=1)
-        target = label[:, 0].long()
-        spacing = voxel_spacing(batch["label"])
-        getattr(self, f"{stage}_metrics").update(pred, target, spacing)
         voxel_ml = torch.as_tensor(batch["voxel_ml"], dtype=torch.float64, device=probs.device)
-        getattr(self, f"{stage}_detection").update(1.0 - probs[:, 0], target > 0, voxel_ml)
+        self.update_metrics(stage, probs, label[:, 0].long(), voxel_spacing(batch["label"]), voxel_ml)
         return logits
-
-    def _log_epoch_metrics(self, stage: str) -> None:
-        values: dict[str, Tensor] = {}
-        for kind in ("metrics", "detection"):
-            metric = getattr(self, f"{stage}_{kind}")
-            values.update({f"{stage}_{k}": v for k, v in metric.compute().items()})
-            metric.reset()
-        # Undefined means (e.g. recall_small with no small lesion) are NaN with a warning from the metric;
-        # they are left out of the logs rather than drawn as gaps.
-        scalars = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in values.items()}
-        self.log_dict({k: v for k, v in scalars.items() if not v.isnan()}, sync_dist=False)
 
     def _log_protocol(self) -> None:
         hp = self.hparams
@@ -362,25 +293,18 @@ class SegmentationTask(BaseTask):
             f"detected if Dice > {hp.overlap_threshold}, small lesions < {hp.small_volume_ml} ml"
         )
 
-    def _log_image(self, batch: dict[str, Any], logits: Tensor) -> None:
-        if not self.hparams.log_images or self.trainer.sanity_checking or not self.trainer.is_global_zero:
-            return
-        loggers = [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
-        if not loggers:
-            return
-        label = batch["label"][0, 0]
-        area = (label > 0).flatten(0, 1).sum(dim=0)
-        z = int(area.argmax()) if area.any() else label.shape[-1] // 2
-        image = batch["image"][0, 0, ..., z].float().cpu()
-        fig = segmentation_figure(
-            image,
-            label[..., z].long().cpu(),
-            logits[0].argmax(dim=0)[..., z].long().cpu(),
-            title=f"{batch['case'][0]}, slice {z}",
-        )
-        for logger in loggers:
-            logger.experiment.add_figure("val_segmentation", fig, global_step=self.global_step)
-        close(fig)
+
+def _segmentation_figure(batch: dict[str, Any], logits: Tensor) -> Figure:
+    """Image, truth and prediction of the first case's slice with the largest lesion (else the middle one)."""
+    label = batch["label"][0, 0]
+    area = (label > 0).flatten(0, 1).sum(dim=0)
+    z = int(area.argmax()) if area.any() else label.shape[-1] // 2
+    return segmentation_figure(
+        batch["image"][0, 0, ..., z].float().cpu(),
+        label[..., z].long().cpu(),
+        logits[0].argmax(dim=0)[..., z].long().cpu(),
+        title=f"{batch['case'][0]}, slice {z}",
+    )
 
 
 def voxel_spacing(volume: Tensor) -> Tensor | None:

@@ -4,10 +4,13 @@
 what the splits, the noise injection and the datamodule consume. Item indices run from 1 to ``num_items``;
 index 0 is padding and never occurs in :attr:`SequenceData.items`. User ``u``'s interactions, oldest first,
 are ``items[offsets[u]:offsets[u + 1]]`` (a CSR-style layout: one flat tensor, no Python object per
-interaction).
+interaction). It also translates between raw ids and indices (:meth:`SequenceData.encode_items`,
+:meth:`SequenceData.decode_items`, :meth:`SequenceData.encode_users`).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional
 
 import torch
@@ -111,6 +114,61 @@ class SequenceData:
     def user_index(self) -> Tensor:
         """``(T,)`` int64 user index of every interaction (aligned with :attr:`items`)."""
         return torch.repeat_interleave(torch.arange(self.num_users), self.lengths)
+
+    def decode_items(self, indices: Tensor | Sequence[int]) -> list[str]:
+        """Raw item ids of item indices.
+
+        Args:
+            indices: Item indices (any shape; flattened), 1..num_items (0 decodes to the padding token).
+
+        Returns:
+            The raw ids, in order.
+
+        Raises:
+            IndexError: If an index is outside ``0..num_items`` (the message names it).
+        """
+        flat = torch.as_tensor(indices).reshape(-1).tolist()
+        bad = [i for i in flat if not 0 <= int(i) < len(self.item_ids)]
+        if bad:
+            raise IndexError(f"item index {bad[0]} is outside 0..{self.num_items} (0 = padding)")
+        return [self.item_ids[int(i)] for i in flat]
+
+    def encode_items(self, raw_ids: Sequence[str]) -> Tensor:
+        """``(len(raw_ids),)`` int64 item indices of raw item ids.
+
+        Raises:
+            KeyError: If an id is not in the catalogue; the message names it.
+        """
+        out = []
+        for raw in raw_ids:
+            index = self._item_index.get(str(raw))
+            if index is None:
+                raise KeyError(
+                    f"unknown item id {raw!r}: it is not in the catalogue after preprocessing "
+                    f"({self.num_items} items)"
+                )
+            out.append(index)
+        return torch.tensor(out, dtype=torch.long)
+
+    def encode_users(self, raw_ids: Sequence[str]) -> Tensor:
+        """``(len(raw_ids),)`` int64 user indices of raw user ids.
+
+        Raises:
+            KeyError: If an id is not among the users; the message names it.
+        """
+        index = {raw: u for u, raw in enumerate(self.user_ids)}
+        missing = [raw for raw in raw_ids if str(raw) not in index]
+        if missing:
+            raise KeyError(
+                f"unknown user id {missing[0]!r}: not among the {len(index)} users after preprocessing "
+                "(users with too few interactions are dropped)"
+            )
+        return torch.tensor([index[str(raw)] for raw in raw_ids], dtype=torch.long)
+
+    @cached_property
+    def _item_index(self) -> dict[str, int]:
+        """``{raw item id: index}`` (built on first use)."""
+        return {raw: i for i, raw in enumerate(self.item_ids) if i > 0}
 
     def equals(self, other: "SequenceData") -> bool:
         """Whether two containers hold the same sequences, ids and timestamps."""

@@ -6,7 +6,8 @@
 * ``hr@K``: hit ratio, ``1[rank < K]`` (equal to recall@K with a single relevant item);
 * ``ndcg@K``: binary-relevance NDCG, ``1 / log2(rank + 2)`` if ``rank < K`` else 0 (the ideal DCG is 1);
 * ``mrr``: mean reciprocal rank ``1 / (rank + 1)`` over the whole list (no cut-off);
-* ``count``: number of users evaluated (summed over processes).
+* ``count``: number of users evaluated (summed over processes), unless ``report_count=False`` (the task
+  logs the averages only).
 
 Keys contain ``@`` (``hr@10``), as in RecBole and the papers; Lightning's ``self.log``, ModelCheckpoint
 ``monitor``/``filename`` templates, TensorBoard and CSV loggers accept it. Only MLFlowLogger rewrites it (it
@@ -48,6 +49,7 @@ class RankingMetrics(Metric):
             order). A K larger than the catalogue is allowed (every rank is then a hit).
         prefix: String prepended to every key, e.g. ``"val_"``. Leave empty when the metric sits in a
             :class:`~torchmetrics.MetricCollection` that adds its own prefix.
+        report_count: Include ``count`` in :meth:`compute` (the number of ranks seen).
         **kwargs: Passed to :class:`torchmetrics.Metric` (``dist_sync_on_step``, ``process_group``, ...).
 
     Sums of NDCG and reciprocal ranks are kept in float64 (exact enough for millions of users); hits and
@@ -64,7 +66,9 @@ class RankingMetrics(Metric):
     rr_sum: Tensor
     count: Tensor
 
-    def __init__(self, ks: Sequence[int] = (10, 20), prefix: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self, ks: Sequence[int] = (10, 20), prefix: str = "", report_count: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         ks = list(ks)
         if not ks:
@@ -77,6 +81,7 @@ class RankingMetrics(Metric):
         self.ks: tuple[int, ...] = tuple(sorted(ks))
         # Not called ``prefix``: MetricCollection reads a child's ``prefix`` attribute when it renames keys.
         self.key_prefix = prefix
+        self.report_count = report_count
         self.add_state("hits", torch.zeros(len(self.ks), dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("ndcg_sum", torch.zeros(len(self.ks), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("rr_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
@@ -111,7 +116,7 @@ class RankingMetrics(Metric):
 
         Returns:
             ``{prefix + "hr@K", prefix + "ndcg@K" for each K, prefix + "mrr", prefix + "count"}``, float32
-            scalars, HR keys first, then NDCG, MRR and the count.
+            scalars, HR keys first, then NDCG, MRR and the count (left out with ``report_count=False``).
         """
         n = self.count.to(torch.float64)  # 0 / 0 = NaN before any update, without a host sync
         hr, ndcg, mrr = self.hits.to(torch.float64) / n, self.ndcg_sum / n, self.rr_sum / n
@@ -119,5 +124,6 @@ class RankingMetrics(Metric):
         out: dict[str, Tensor] = {f"{p}hr@{k}": hr[i].float() for i, k in enumerate(self.ks)}
         out.update({f"{p}ndcg@{k}": ndcg[i].float() for i, k in enumerate(self.ks)})
         out[f"{p}mrr"] = mrr.float()
-        out[f"{p}count"] = n.float()
+        if self.report_count:
+            out[f"{p}count"] = n.float()
         return out

@@ -8,7 +8,9 @@ random items, with a fixed seed; validation and test targets stay clean), then p
 relative drop ``(clean − noisy) / clean`` of NDCG@10 and HR@10 per model.
 
 An IGR-SR config listed after a SASRec config gets, at each noise level, the SASRec run of the same
-level as its frozen encoder (``--model.encoder_checkpoint``), so both see the same noisy data.
+level as its frozen encoder (``--model.network.encoder_checkpoint``), so both see the same noisy data.
+A config's network is its ``model.init_args.network`` class (the task's default, SASRec, when it names
+none).
 
 Run::
 
@@ -33,7 +35,7 @@ METRICS = ("test_ndcg@10", "test_hr@10")
 
 @dataclass
 class RobustnessRow:
-    """Test metrics of one model trained at one noise level."""
+    """Test metrics of one network trained at one noise level (``model`` is the network's class name)."""
 
     config: str
     model: str
@@ -47,11 +49,14 @@ def relative_drop(clean: float, noisy: float) -> float:
     return (clean - noisy) / clean if clean else 0.0
 
 
-def _model_name(config: Path) -> str:
+def _network_name(config: Path) -> str:
+    """The class name of the config's network (``SASRec``, the task's default, when it names none)."""
     data = yaml.safe_load(config.read_text()) or {}
     model = data.get("model", {})
     args = model.get("init_args", model) if isinstance(model, dict) else {}
-    return str(args.get("model", "sasrec"))
+    network = args.get("network") if isinstance(args, dict) else None
+    class_path = network.get("class_path") if isinstance(network, dict) else network
+    return str(class_path or "SASRec").rsplit(".", 1)[-1]
 
 
 def _run(
@@ -61,7 +66,7 @@ def _run(
 
     args = ["--config", str(config), f"--data.noise_prob={noise}", f"--trainer.default_root_dir={root}"]
     if encoder is not None:
-        args.append(f"--model.encoder_checkpoint={encoder}")
+        args.append(f"--model.network.encoder_checkpoint={encoder}")
     attnlab(["fit", *args, *extra])
     cli = attnlab(["test", *args, *extra, "--ckpt_path", "best"])
     metrics = cli.trainer.callback_metrics
@@ -120,12 +125,12 @@ def main(argv: Sequence[str] | None = None) -> str:
     for config in args.configs:
         if not config.is_file():
             parser.error(f"config {config} does not exist")
-        model = _model_name(config)
+        model = _network_name(config)
         for p in levels:
             root = args.out / config.stem / f"noise{p:g}"
-            encoder = sasrec_runs.get(p) if model == "igrsr" else None
+            encoder = sasrec_runs.get(p) if model == "IGRSR" else None
             result = _run(config, p, root, extra, encoder)
-            if model == "sasrec":
+            if model == "SASRec":
                 sasrec_runs[p] = root
             rows.append(RobustnessRow(config.stem, model, p, result["test_ndcg@10"], result["test_hr@10"]))
     text = report(rows, args.noise)

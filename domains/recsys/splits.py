@@ -9,19 +9,34 @@ is ``data.items[data.offsets[u]:p]`` (everything the user did before it; also wh
   includes the validation item). Every user needs at least 3 items.
 * :func:`time_ratio_split`: global time cut points (see its docstring); every interaction after the
   training cut is a validation or test target.
+
+:func:`split_samples` turns a split into the samples of every data split (which users train, which
+targets are scored), :func:`noisy_training_prefixes` injects noise into the training prefixes only (the
+robustness protocol) and :func:`training_item_counts` counts the items of the training prefixes.
 """
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, NamedTuple, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from domains.recsys.batching import MIN_TRAIN_ITEMS
 from domains.recsys.data import SequenceData
 from domains.recsys.preprocess import inject_noise  # re-exported: noise is applied to training parts
 
-__all__ = ["Split", "inject_noise", "leave_one_out", "time_ratio_split"]
+__all__ = [
+    "Samples",
+    "Split",
+    "in_training_prefix",
+    "inject_noise",
+    "leave_one_out",
+    "noisy_training_prefixes",
+    "split_samples",
+    "time_ratio_split",
+    "training_item_counts",
+]
 
 
 @dataclass(frozen=True)
@@ -182,4 +197,81 @@ def _first_per_user(mask: np.ndarray, user: np.ndarray) -> np.ndarray:
     _, first = np.unique(user[positions], return_index=True)
     out = np.zeros_like(mask)
     out[positions[first]] = True
+    return out
+
+
+def in_training_prefix(data: SequenceData, train_end: Tensor) -> Tensor:
+    """``(T,)`` bool: whether each interaction lies in its user's training prefix (before ``train_end``)."""
+    return torch.arange(data.num_interactions) < torch.repeat_interleave(train_end, data.lengths)
+
+
+def training_item_counts(data: SequenceData, train_end: Tensor) -> Tensor:
+    """``(num_items + 1,)`` int64 interactions per item in the training prefixes (index 0, padding: 0)."""
+    counts = torch.bincount(data.items[in_training_prefix(data, train_end)], minlength=data.num_items + 1)
+    counts[0] = 0
+    return counts
+
+
+def noisy_training_prefixes(clean: SequenceData, train_end: Tensor, p: float, *, seed: int) -> SequenceData:
+    """``clean`` with noise injected into the training prefixes only (validation / test items untouched).
+
+    The prefixes are cut out, passed to :func:`~domains.recsys.preprocess.inject_noise` with
+    ``protect_last=0`` (under leave-one-out this is the same as protecting the last two items) and put
+    back, so the rule holds for any split.
+
+    Args:
+        clean: The sequences.
+        train_end: ``(U,)`` exclusive end of each user's training prefix (:attr:`Split.train_end`).
+        p: Fraction of each prefix's items replaced by random items.
+        seed: Seed of the noise.
+
+    Returns:
+        The noisy sequences (same offsets, ids and timestamps).
+    """
+    n_train = train_end - clean.offsets[:-1]
+    prefix_of = in_training_prefix(clean, train_end)
+    prefixes = SequenceData(
+        items=clean.items[prefix_of],
+        offsets=torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(n_train, 0)]),
+        user_ids=clean.user_ids,
+        item_ids=clean.item_ids,
+    )
+    noisy = inject_noise(prefixes, p, seed=seed, protect_last=0)
+    items = clean.items.clone()
+    items[prefix_of] = noisy.items
+    return SequenceData(items, clean.offsets, clean.user_ids, clean.item_ids, clean.timestamps)
+
+
+class Samples(NamedTuple):
+    """The samples of one data split: sample ``i`` is user ``users[i]`` with ``items[starts[i]:ends[i]]``.
+
+    For training, ``items[starts[i]:ends[i]]`` is the training prefix; for evaluation it is the history and
+    ``ends[i]`` the position of the target; for prediction it is the whole sequence.
+    """
+
+    users: Tensor
+    starts: Tensor
+    ends: Tensor
+
+
+def split_samples(data: SequenceData, split: Split) -> dict[str, Samples]:
+    """The samples of ``train``, ``val``, ``test`` and ``predict`` under ``split``.
+
+    * ``train``: one per user whose training prefix holds at least :data:`MIN_TRAIN_ITEMS` items (a single
+      item has no next-item pair; shorter users are still evaluated);
+    * ``val`` / ``test``: one per target with at least one earlier item (a cold-start target is not scored);
+    * ``predict``: one per user, the whole sequence.
+    """
+    starts, users = data.offsets[:-1], torch.arange(data.num_users)
+    keep = split.train_end - starts >= MIN_TRAIN_ITEMS
+    out = {"train": Samples(users[keep], starts[keep], split.train_end[keep])}
+    evaluation = {
+        "val": (split.val_users, split.val_positions),
+        "test": (split.test_users, split.test_positions),
+    }
+    for name, (target_users, targets) in evaluation.items():
+        has_history = targets > starts[target_users]
+        target_users = target_users[has_history]
+        out[name] = Samples(target_users, starts[target_users], targets[has_history])
+    out["predict"] = Samples(users, starts, data.offsets[1:])
     return out

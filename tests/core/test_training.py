@@ -40,21 +40,23 @@ class ToyTask(BaseTask):
     def configure_losses(self) -> None:
         self.criterion = nn.CrossEntropyLoss()
 
-    def configure_metrics(self) -> None:
-        self.clone_metrics(MetricCollection({"acc": MulticlassAccuracy(3)}))
+    def configure_metrics(self) -> MetricCollection:
+        return MetricCollection({"acc": MulticlassAccuracy(3, average="micro")})
 
     def forward(self, x):
         return self.head(self.neck(self.body(x)))
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = self.criterion(self(x), y)
-        self.log("train_loss", loss)
-        return loss
+        return self._step(batch, "train")
 
     def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def _step(self, batch, stage):
         x, y = batch
-        self.log("val_loss", self.criterion(self(x), y))
+        logits = self(x)
+        self.update_metrics(stage, logits.argmax(-1), y)
+        return self.log_loss(stage, self.criterion(logits, y), len(x))
 
 
 def _loader(n: int = 64) -> DataLoader:
@@ -75,12 +77,55 @@ def _trainer(tmp_path: Path, **kw) -> pl.Trainer:
     return pl.Trainer(**{**defaults, **kw})
 
 
-def test_base_task_hooks_and_prefixed_metrics() -> None:
+def test_base_task_hooks_and_prefixed_metrics(tmp_path: Path) -> None:
     task = ToyTask(width=6)
     assert task.hparams.width == 6
-    assert {"train_metrics", "val_metrics", "test_metrics"} <= set(dict(task.named_children()))
-    assert list(task.val_metrics.keys(keep_base=False)) == ["val_acc"]
+    stages = [task.train_metrics, task.val_metrics, task.test_metrics]
+    assert all(isinstance(m, MetricCollection) for m in stages) and len({id(m) for m in stages}) == 3
     assert [type(m) for m in task.backbone_modules()] == [nn.Sequential, nn.Linear]
+    trainer = _trainer(tmp_path, max_epochs=1)
+    trainer.fit(task, _loader(), _loader(32))
+    logged = trainer.callback_metrics
+    assert {"train_acc", "val_acc", "train_loss_epoch", "val_loss", "lr"} <= set(logged)
+    # The validation accuracy is that of the final weights on the 32 validation rows, computed by hand.
+    x, y = _loader(32).dataset.tensors
+    task.eval()
+    with torch.no_grad():
+        expected = (task(x).argmax(-1) == y).float().mean()
+    assert float(logged["val_acc"]) == pytest.approx(float(expected))
+    assert not task.val_metrics["acc"]._update_count, "metrics were not reset after the epoch"
+
+
+def test_nan_metrics_are_left_out_of_the_logs(tmp_path: Path) -> None:
+    class NaNTask(ToyTask):
+        def configure_metrics(self) -> nn.Module:
+            class Container(nn.Module):
+                def update(self, *args) -> None:
+                    pass
+
+                def reset(self) -> None:
+                    pass
+
+                def compute(self) -> dict:
+                    return {"defined": torch.tensor(0.5), "undefined": torch.tensor(float("nan"))}
+
+            return Container()
+
+    trainer = _trainer(tmp_path, max_epochs=1)
+    trainer.fit(NaNTask(), _loader(), _loader(32))
+    assert "val_defined" in trainer.callback_metrics and "val_undefined" not in trainer.callback_metrics
+
+
+def test_required_linked_value_names_itself() -> None:
+    class Linked(ToyTask):
+        def __init__(self, num_items: int | None = None) -> None:
+            super().__init__()
+
+        def configure_models(self) -> None:
+            self.require_linked("num_items")
+
+    with pytest.raises(ValueError, match=r"Linked: num_items is unknown\. It is linked from the datamodule"):
+        Linked()
 
 
 def test_ema_weights_are_the_exponential_average(tmp_path: Path) -> None:

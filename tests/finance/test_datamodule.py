@@ -10,15 +10,15 @@ import pytest
 import torch
 from torch.utils.data import RandomSampler, SequentialSampler
 
-from domains.finance.datamodule import (
-    ORDER_FEATURES,
-    FI2010DataModule,
-    LOBDataModule,
-    LOBSTERDataModule,
-    LOBWindowDataset,
-)
+from core.data import BaseDataModule
+from domains.finance.datamodule import LOBDataModule, LOBSTERDataModule
+from domains.finance.features import ORDER_FEATURES
+from domains.finance.fi2010 import FI2010DataModule
 from domains.finance.labels import classify, mid_price, smoothed_returns, threshold_from_train
+from domains.finance.module import LOBClassifier
 from domains.finance.readers import LOBFormatError, read_lobster
+from domains.finance.splits import Segment, fraction_segments, resolve_levels, resolve_split_files
+from domains.finance.windows import LOBWindowDataset
 
 SMALL = {"seq_len": 20, "horizons": [5, 10], "batch_size": 16}
 
@@ -110,6 +110,51 @@ def test_configuration_errors(kwargs: dict, message: str) -> None:
         LOBSTERDataModule(**kwargs)
 
 
+def test_links_and_hyperparameters_agree_with_the_task(tmp_path: Path) -> None:
+    files = [str(tmp_path / "SIM_2024-01-01_34200000_57600000_message_10.csv")]
+    dm = LOBSTERDataModule(files=files, seq_len=24, horizons=[5, 10], batch_size=8)
+    assert isinstance(dm, BaseDataModule) and dm.sample_name == "windows"
+    sizes = {"num_features": 48, "num_lob_features": 40, "seq_len": 24, "horizons": [5, 10], "num_classes": 3}
+    assert dm.link_values() == sizes
+    # Lightning refuses to log when the datamodule and the task save one key with two values.
+    task = LOBClassifier(**dm.link_values())
+    shared = set(dm.hparams) & set(task.hparams)
+    assert shared == {"seq_len", "horizons"}
+    assert all(dm.hparams[k] == task.hparams[k] for k in shared)
+    fi2010 = FI2010DataModule(root=str(tmp_path), features="lob", seq_len=12, horizons=[10])
+    assert fi2010.link_values() == {**sizes, "num_features": 40, "seq_len": 12, "horizons": [10]}
+
+
+def test_split_files_and_levels() -> None:
+    names = [f"SIM_2024-01-0{d}_34200000_57600000_message_10.csv" for d in (3, 1, 2)]
+    files, fractions = resolve_split_files(None, None, None, None, names, (0.8, 0.1, 0.1))
+    assert fractions == (0.8, 0.1, 0.1)
+    assert [p.name for p in files["train"]] == sorted(names)  # date order
+    assert files["train"] == files["val"] == files["test"] == files["predict"]
+    files, fractions = resolve_split_files(names[:1], names[1:2], None, None, None, (0.8, 0.1, 0.1))
+    assert fractions is None and files["test"] == files["predict"] == []
+    assert files["train"] == [Path(names[0])] and files["val"] == [Path(names[1])]
+    files, _ = resolve_split_files(names[:1], None, names[1:2], names[2:], None, (0.8, 0.1, 0.1))
+    assert files["predict"] == [Path(names[2])] and files["val"] == []
+    assert resolve_levels(files, None) == 10 == resolve_levels(files, 10)
+
+
+def test_fraction_segments_cut_the_events_in_time_order() -> None:
+    files = [Path("a"), Path("b"), Path("c")]
+    lengths = [100, 50, 50]  # 200 events: train 0-140, val 140-160, test 160-200
+    fractions = (0.7, 0.1, 0.2)
+    assert fraction_segments(files, lengths, fractions, "train") == [
+        Segment(0, files[0], 0, 100),
+        Segment(1, files[1], 0, 40),
+    ]
+    assert fraction_segments(files, lengths, fractions, "val") == [
+        Segment(1, files[1], 40, 50),
+        Segment(2, files[2], 0, 10),
+    ]
+    assert fraction_segments(files, lengths, fractions, "test") == [Segment(2, files[2], 10, 50)]
+    assert fraction_segments(files, lengths, (1.0, 0.0, 0.0), "val") == []
+
+
 # ------------------------------------------------------------------------------------------ LOBSTER
 
 
@@ -162,7 +207,21 @@ def test_explicit_files_days_dates_and_predict(sim_lobster: dict[str, list[str]]
     assert item["index"] == np.flatnonzero(np.isin(day.event_type, [1, 3, 4]))[-1]  # row in the message file
     assert item["time"] == pytest.approx(day.time[item["index"]])
     paths = dm.input_paths()
-    assert str(orderbook_of(sim_lobster["test"][0])) in paths and sim_lobster["train"][0] in paths
+    assert all(isinstance(p, Path) for p in paths) and len(paths) == 2 * 4  # message + orderbook per day
+    assert orderbook_of(sim_lobster["test"][0]) in paths and Path(sim_lobster["train"][0]) in paths
+
+
+def test_unconfigured_splits_build_no_dataset(sim_lobster: dict[str, list[str]]) -> None:
+    dm = small(train_files=sim_lobster["train"][:1])
+    assert [dm.build_dataset(s) for s in ("val", "test", "predict")] == [None, None, None]
+    cut = small(files=sim_lobster["train"], split=(0.9, 0.0, 0.1))
+    assert cut.build_dataset("val") is None and len(cut.build_dataset("test")) > 0
+    # Explicit prediction files are predicted whole, as with per-split files: every window of the day.
+    whole = small(files=sim_lobster["train"], predict_files=sim_lobster["test"]).build_dataset("predict")
+    by_day = small(train_files=sim_lobster["train"], test_files=sim_lobster["test"]).build_dataset("predict")
+    kept = int(np.isin(read_lobster(sim_lobster["test"][0]).event_type, [1, 3, 4]).sum())
+    assert len(whole) == len(by_day) == kept - SMALL["seq_len"] + 1
+    assert set(np.unique(whole.days)) == {0}
 
 
 def test_labels_match_a_per_segment_computation(sim_lobster: dict[str, list[str]]) -> None:
@@ -368,7 +427,8 @@ def test_classic_labels_and_spread_threshold(sim_lobster: dict[str, list[str]]) 
 def test_missing_validation_split_and_checkpoint_state(sim_lobster: dict[str, list[str]]) -> None:
     dm = small(train_files=sim_lobster["train"][:1])
     dm.setup("fit")
-    assert "val" not in dm.datasets
+    assert dm.datasets["val"] is None  # no validation files: the split has no data
+    assert dm.summary() == f"LOBSTERDataModule: train {len(dm.datasets['train']):,} windows, val none"
     with pytest.warns(UserWarning, match="no validation data"):
         assert dm.val_dataloader() == []
     with pytest.raises(RuntimeError, match="test split is not set up"):

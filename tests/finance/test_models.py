@@ -1,6 +1,7 @@
-"""LOB models: shapes, validation, over-fitting, injected attention, BiN against a literal reference."""
+"""LOB networks: the LOBNetwork family, shapes, validation, over-fitting, injected attention, BiN."""
 
 import functools
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -10,30 +11,86 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import domains.finance
 from core.attention import MultiHeadAttention, TokenMixer
-from domains.finance.models import MLPLOB, MODELS, TLOB, BiN, DeepLOB, LogisticRegressionLOB
+from core.training.networks import instantiate_network
+from domains.finance.models import (
+    MLPLOB,
+    TLOB,
+    BiN,
+    DeepLOB,
+    LOBNetwork,
+    LOBNetworkFactory,
+    LogisticRegressionLOB,
+)
 from domains.finance.models.tlob import TransformerLayer
 
-ModelFactory = Callable[[int, int, int], nn.Module]  # (num_features, seq_len, num_horizons) -> model
+ModelFactory = Callable[[int, int, int], LOBNetwork]  # (num_features, seq_len, num_horizons) -> network
 
-SMALL: dict[str, ModelFactory] = {
-    "tlob": lambda f, t, h: TLOB(num_features=f, seq_len=t, num_horizons=h, hidden_dim=16, num_layers=2),
-    "mlplob": lambda f, t, h: MLPLOB(num_features=f, seq_len=t, num_horizons=h, hidden_dim=16, num_layers=2),
-    "deeplob": lambda f, t, h: DeepLOB(
+# A small instance of every network (each gets the over-fitting test below).
+SMALL: dict[type[LOBNetwork], ModelFactory] = {
+    TLOB: lambda f, t, h: TLOB(num_features=f, seq_len=t, num_horizons=h, hidden_dim=16, num_layers=2),
+    MLPLOB: lambda f, t, h: MLPLOB(num_features=f, seq_len=t, num_horizons=h, hidden_dim=16, num_layers=2),
+    DeepLOB: lambda f, t, h: DeepLOB(
         num_lob_features=8, seq_len=t, num_horizons=h, conv_channels=8, inception_channels=8, lstm_hidden=16
     ),
-    "logreg": lambda f, t, h: LogisticRegressionLOB(num_features=f, seq_len=t, num_horizons=h),
+    LogisticRegressionLOB: lambda f, t, h: LogisticRegressionLOB(num_features=f, seq_len=t, num_horizons=h),
 }
+# What the task offers every network (LOBClassifier.configure_models): the data-derived sizes.
+OFFERED = {"num_features": 12, "num_lob_features": 8, "seq_len": 24, "num_horizons": 2, "num_classes": 3}
 
 
-def test_models_registry() -> None:
-    assert MODELS == {"tlob": TLOB, "mlplob": MLPLOB, "deeplob": DeepLOB, "logreg": LogisticRegressionLOB}
+def _subclasses(cls: type) -> set[type]:
+    return {s for c in cls.__subclasses__() for s in {c, *_subclasses(c)}}
+
+
+def test_every_network_is_a_lob_network() -> None:
+    networks = {c for c in _subclasses(LOBNetwork) if c.__module__.startswith("domains.finance.")}
+    assert networks == {TLOB, MLPLOB, DeepLOB, LogisticRegressionLOB}
+    assert set(SMALL) == networks  # every network keeps an over-fitting test
+    factory_keywords = set(inspect.signature(LOBNetworkFactory.__call__).parameters) - {"self"}
+    assert factory_keywords == {*OFFERED, "attention"}
+    for cls in networks:
+        # Configs and `--model.network=<Name>` use the short name, which the package exports.
+        assert getattr(domains.finance, cls.__name__) is cls
+        params = inspect.signature(cls).parameters
+        required = {n for n, p in params.items() if p.default is inspect.Parameter.empty}
+        assert required <= factory_keywords, (
+            f"{cls.__name__}: the task cannot give {required - factory_keywords}"
+        )
+        for name in params:  # every argument is documented: its docstring is --model.network.help
+            assert f"{name}:" in (cls.__doc__ or ""), (cls.__name__, name)
+        network = instantiate_network(cls, **OFFERED)
+        assert isinstance(network, LOBNetwork)
+        assert network(torch.randn(3, 24, 12)).shape == (3, 2, 3)
+        assert isinstance(network.head, nn.Module)  # what FreezeBackbone leaves trainable
+
+
+def test_only_networks_with_attention_accept_the_task_attention() -> None:
+    with_attention = {c for c in SMALL if "attention" in inspect.signature(c).parameters}
+    assert with_attention == {TLOB}
+    factory = functools.partial(MultiHeadAttention, num_heads=2)
+    tlob = instantiate_network(TLOB, attention=factory, **OFFERED)
+    assert {layer.attn.mixer.num_heads for layer in tlob.layers} == {2}
+    for cls in set(SMALL) - with_attention:
+        with pytest.raises(ValueError, match=f"{cls.__name__} has no attention to replace"):
+            instantiate_network(cls, attention=factory, **OFFERED)
+
+
+def test_networks_take_only_the_sizes_they_declare() -> None:
+    # DeepLOB reads the book columns only; the others the whole feature vector.
+    deeplob = instantiate_network(
+        functools.partial(DeepLOB, lstm_hidden=8), **{**OFFERED, "num_features": 99}
+    )
+    assert deeplob.num_lob_features == 8 and deeplob.lstm.hidden_size == 8
+    logreg = instantiate_network(LogisticRegressionLOB, **OFFERED)
+    assert logreg.head.in_features == 24 * 12 and logreg.head.out_features == 2 * 3
 
 
 @pytest.mark.parametrize("num_horizons", [1, 3])
-@pytest.mark.parametrize("name", list(SMALL))
-def test_output_shape(name: str, num_horizons: int) -> None:
-    model = SMALL[name](12, 24, num_horizons)
+@pytest.mark.parametrize("cls", list(SMALL), ids=lambda c: c.__name__)
+def test_output_shape(cls: type[LOBNetwork], num_horizons: int) -> None:
+    model = SMALL[cls](12, 24, num_horizons)
     out = model(torch.randn(5, 24, 12))
     assert out.shape == (5, num_horizons, 3)
     assert torch.isfinite(out).all()
@@ -105,11 +162,12 @@ def test_custom_heads_do_not_need_num_heads_divisibility() -> None:
     assert {layer.attn.mixer.num_heads for layer in model.layers} == {2}
 
 
-@pytest.mark.parametrize("name", list(SMALL))
-def test_overfits_a_tiny_batch(name: str) -> None:
+@pytest.mark.parametrize("cls", list(SMALL), ids=lambda c: c.__name__)
+def test_overfits_a_tiny_batch(cls: type[LOBNetwork]) -> None:
+    name = cls.__name__
     x = torch.randn(32, 24, 12)
     y = torch.randint(0, 3, (32, 2))
-    model = SMALL[name](12, 24, 2)
+    model = SMALL[cls](12, 24, 2)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(300):
         opt.zero_grad()

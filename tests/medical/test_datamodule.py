@@ -10,7 +10,8 @@ import torch
 from monai.data import MetaTensor, decollate_batch
 from monai.transforms import Invertd
 
-from domains.medical.datamodule import CaseFolderDataModule, DecathlonDataModule, split_cases
+from domains.medical.layouts import CaseFolderDataModule, DecathlonDataModule
+from domains.medical.splits import split_cases
 from domains.medical.transforms import ImageReadError
 from tests.medical.conftest import BRATS_LABEL, BRATS_MODALITIES, FAST, tree_state, write_nifti
 
@@ -27,10 +28,22 @@ def _root_cause(err: BaseException) -> BaseException:
 
 def test_attributes_known_after_init(hippocampus: Path) -> None:
     dm = DecathlonDataModule(root=str(hippocampus), **FAST)
-    assert (dm.in_channels, dm.num_classes, dm.spatial_dims, dm.patch_size) == (1, 3, 3, [16, 16, 16])
-    assert dm.class_names == ["background", "Anterior", "Posterior"]
+    assert dm.link_values() == {
+        "in_channels": 1,
+        "num_classes": 3,
+        "spatial_dims": 3,
+        "patch_size": [16, 16, 16],
+        "class_names": ["background", "Anterior", "Posterior"],
+    }
     assert dm.cases is None  # nothing discovered yet
     assert DecathlonDataModule(root=str(hippocampus), spatial_dims=2).patch_size == [64, 64]
+
+
+def test_resolved_arguments_stay_out_of_the_hyperparameters(hippocampus: Path) -> None:
+    """The task holds the resolved values under the same names; Lightning refuses two different ones."""
+    dm = DecathlonDataModule(root=str(hippocampus), num_classes=3, class_names=None, **FAST)
+    assert not {"num_classes", "class_names", "patch_size"} & set(dm.hparams)
+    assert dm.hparams["root"] == str(hippocampus) and dm.hparams["samples_per_volume"] == 2
 
 
 def test_hippocampus_3d_batches(hippocampus: Path) -> None:
@@ -216,7 +229,8 @@ def test_case_without_foreground_trains(make_msd, caplog: pytest.LogCaptureFixtu
         batch = _first(dm.train_dataloader())
     assert batch["image"].shape == (6, 1, 8, 8, 8)
     assert sum("no foreground voxel" in r.getMessage() for r in caplog.records) == 3
-    assert dm.val_dataloader() == []
+    with pytest.warns(UserWarning, match="no validation data"):
+        assert dm.val_dataloader() == []
 
 
 def test_case_folders_with_label_mapping(make_folders) -> None:

@@ -1,12 +1,18 @@
 """Medical metrics against hand-computed values on tiny volumes, edge cases and a simulated 2-rank merge."""
 
+import copy
 import math
 import warnings
 
 import pytest
 import torch
 
-from domains.medical.metrics import PatientDetection, SegmentationMetrics, UndefinedMetricWarning
+from domains.medical.metrics import (
+    PatientDetection,
+    SegmentationEvaluation,
+    SegmentationMetrics,
+    UndefinedMetricWarning,
+)
 
 # ----------------------------------------------------------------------------- SegmentationMetrics
 
@@ -277,3 +283,30 @@ def test_detection_two_rank_merge_equals_single() -> None:
     rank1.update(prob[2:], target[2:], ml[2:])
     rank0.merge_state(rank1)
     _assert_same(single.compute(), rank0.compute())
+
+
+# ----------------------------------------------------------------------------- SegmentationEvaluation
+
+
+def test_evaluation_container_is_both_metrics_on_probabilities() -> None:
+    """The task's container: argmax → SegmentationMetrics, 1 - p(background) → PatientDetection."""
+    pred, target, spacing = _two_cases()
+    probs = torch.nn.functional.one_hot(pred, 3).movedim(-1, 1).double() * 0.8 + 0.2 / 3
+    voxel_ml = torch.tensor([0.001, 0.001], dtype=torch.float64)
+    template = SegmentationEvaluation(3, class_names=["background", "a", "b"], prob_threshold=0.5)
+    evaluation = copy.deepcopy(template)  # what BaseTask does per stage: clones that share no state
+    segmentation, detection = SegmentationMetrics(3, class_names=["background", "a", "b"]), PatientDetection()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.filterwarnings("ignore", "The ``compute`` method of metric", UserWarning)
+        evaluation.update(probs, target, spacing, voxel_ml)
+        segmentation.update(pred, target, spacing)
+        detection.update(1.0 - probs[:, 0], target > 0, voxel_ml)
+        got = evaluation.compute()
+        expected = {**segmentation.compute(), **detection.compute()}
+        assert list(got) == list(expected)
+        for key, value in expected.items():
+            torch.testing.assert_close(got[key], value, equal_nan=True, msg=key)
+        assert float(template.compute()["cases"]) == 0  # the template saw nothing
+        evaluation.reset()
+        assert float(evaluation.compute()["cases"]) == 0

@@ -1,4 +1,4 @@
-"""The medical networks: shapes, odd sizes, what each switch builds, mechanism swaps, overfitting."""
+"""The medical networks: shapes, odd sizes, what each switch and preset builds, swaps, overfitting."""
 
 import copy
 import functools
@@ -15,32 +15,31 @@ from core.attention.gates import AdditiveAttentionGate, ConcatAttentionGate
 from core.attention.mha import MultiHeadAttention
 from core.blocks.token_map import TokenMixerMap
 from core.blocks.unet import UpConv, crop_to, pool_factors
-from domains.medical.models import ARCHITECTURES, QTSeg, UNet, build_network
+from core.training import instantiate_network
+from domains.medical.models import AGUNet, DAGUNet, DAUNet, QTSeg, SegmentationNetwork, UNet
 
 TINY = (4, 8, 16)
-UNETS = ("unet", "agunet", "daunet", "dagunet")
+UNETS = (UNet, AGUNet, DAUNet, DAGUNet)
 
 
 def _shapes(out: Tensor | list[Tensor]) -> list[tuple[int, ...]]:
     return [tuple(t.shape) for t in out] if isinstance(out, list) else [tuple(out.shape)]
 
 
-def _net(name: str, spatial_dims: int = 3, channels: tuple[int, ...] = TINY, **kw: object) -> nn.Module:
-    return build_network(
-        name, in_channels=2, num_classes=3, spatial_dims=spatial_dims, channels=list(channels), **kw
-    )
+def _net(cls: type[UNet], spatial_dims: int = 3, channels: tuple[int, ...] = TINY, **kw: object) -> UNet:
+    return cls(in_channels=2, num_classes=3, spatial_dims=spatial_dims, channels=channels, **kw)
 
 
-@pytest.mark.parametrize("name", UNETS)
+@pytest.mark.parametrize("cls", UNETS, ids=lambda c: c.__name__)
 @pytest.mark.parametrize(
     ("spatial_dims", "size", "coarse"),
     [(3, (35, 51, 35), (18, 26, 18)), (2, (37, 29), (19, 15))],
 )
-def test_unet_shapes_odd_sizes(name: str, spatial_dims: int, size: tuple, coarse: tuple) -> None:
-    net = _net(name, spatial_dims)
+def test_unet_shapes_odd_sizes(cls: type[UNet], spatial_dims: int, size: tuple, coarse: tuple) -> None:
+    net = _net(cls, spatial_dims)
     x = torch.randn(2, 2, *size)
     out = net.train()(x)
-    if ARCHITECTURES[name].deep_supervision:
+    if cls in (AGUNet, DAGUNet):
         # K = 2 decoder levels: full resolution first, then the coarser level at its own size.
         assert _shapes(out) == [(2, 3, *size), (2, 3, *coarse)]
     else:
@@ -76,9 +75,31 @@ def _types(net: nn.Module) -> set[type]:
     return {type(m) for m in net.modules()}
 
 
+def test_presets_are_the_papers_switches() -> None:
+    def switches(net: UNet) -> tuple:
+        gate = {type(m) for m in net.modules()} & {ConcatAttentionGate, AdditiveAttentionGate}
+        return (
+            gate,
+            type(net.attention),
+            net.attention_guiding,
+            net.multiscale_input,
+            net.deep_supervision,
+        )
+
+    none = type(None)
+    assert switches(_net(UNet)) == (set(), none, False, False, False)
+    assert switches(_net(AGUNet)) == ({ConcatAttentionGate}, none, False, True, True)
+    assert switches(_net(DAUNet)) == (set(), DualAttention, False, False, False)
+    assert switches(_net(DAGUNet)) == ({ConcatAttentionGate}, DualAttention, True, True, True)
+    # A preset's defaults are only defaults: the ablation switches turn them off.
+    ablated = _net(AGUNet, multiscale_input=False, deep_supervision=False, gate=AdditiveAttentionGate)
+    assert switches(ablated) == ({AdditiveAttentionGate}, none, False, False, False)
+    assert all(issubclass(cls, SegmentationNetwork) for cls in (*UNETS, QTSeg))
+
+
 def test_switches_build_what_they_say() -> None:
-    unet, agunet = _types(_net("unet")), _types(_net("agunet"))
-    daunet, dagunet = _net("daunet"), _net("dagunet")
+    unet, agunet = _types(_net(UNet)), _types(_net(AGUNet))
+    daunet, dagunet = _net(DAUNet), _net(DAGUNet)
     assert ConcatAttentionGate not in unet and DualAttention not in unet
     assert ConcatAttentionGate in agunet and DualAttention not in agunet
     assert DualAttention in _types(daunet) and ConcatAttentionGate not in _types(daunet)
@@ -116,7 +137,7 @@ def _batch_stat_eval(net: nn.Module) -> nn.Module:
 
 
 def test_gamma_zero_makes_dual_attention_branches_identity() -> None:
-    net = _batch_stat_eval(_net("daunet"))
+    net = _batch_stat_eval(_net(DAUNet))
     ablated = copy.deepcopy(net)
     ablated.attention.pam = nn.Identity()
     ablated.attention.cam = nn.Identity()
@@ -129,34 +150,50 @@ def test_gamma_zero_makes_dual_attention_branches_identity() -> None:
 
 def test_cam_variant_and_other_mechanisms_swap_in() -> None:
     cam = functools.partial(DualAttention, style="daunet", cam_variant="danet")
-    net = _net("daunet", spatial_attention=cam)
+    net = _net(DAUNet, spatial_attention=cam)
     assert net.attention.cam.variant == "danet"
     for mixer in (CBAM, PositionAttention, functools.partial(ChannelAttention, variant="paper")):
-        net = _net("dagunet", spatial_attention=mixer, gate=AdditiveAttentionGate)
+        net = _net(DAGUNet, spatial_attention=mixer, gate=AdditiveAttentionGate)
         assert AdditiveAttentionGate in _types(net) and ConcatAttentionGate not in _types(net)
         out = net.train()(torch.randn(2, 2, 16, 13, 16))
         assert _shapes(out)[0] == (2, 3, 16, 13, 16)
-    tokens = _net("unet", attention=functools.partial(MultiHeadAttention, num_heads=2))
+    mha = functools.partial(MultiHeadAttention, num_heads=2)
+    tokens = _net(UNet, attention=mha)
     assert isinstance(tokens.attention, TokenMixerMap)
     assert tokens(torch.randn(1, 2, 12, 12, 12)).shape == (1, 3, 12, 12, 12)
+    # A token mixer takes DAGUNet's bottleneck in place of its dual attention, and guides the decoder.
+    guided = _net(DAGUNet, attention=mha)
+    assert isinstance(guided.attention, TokenMixerMap) and len(guided.guides) == len(TINY) - 1
+    assert DualAttention not in _types(guided)
 
 
-def test_build_network_errors() -> None:
-    with pytest.raises(ValueError, match="not both"):
-        _net("unet", attention=MultiHeadAttention, spatial_attention=CBAM)
-    with pytest.raises(ValueError, match="unknown network"):
-        _net("vnet")
-    with pytest.raises(ValueError, match="2-D"):
-        build_network("qtseg", in_channels=1, num_classes=2, spatial_dims=3)
-    with pytest.raises(ValueError, match="gate"):
-        build_network("qtseg", in_channels=1, num_classes=2, spatial_dims=2, gate=ConcatAttentionGate)
+def test_the_task_offers_sizes_and_attention_by_keyword() -> None:
+    """What ``BaseTask.build_network`` does: every network takes the offered sizes and the token mixer."""
+    sizes = {"in_channels": 1, "num_classes": 2, "spatial_dims": 3}
+    mha = functools.partial(MultiHeadAttention, num_heads=2)
+    for cls in (UNet, AGUNet):
+        net = instantiate_network(functools.partial(cls, channels=TINY), attention=mha, **sizes)
+        assert type(net) is cls and isinstance(net.attention, TokenMixerMap)
+    qtseg = instantiate_network(
+        functools.partial(QTSeg, base_channels=4, mlp_dim=16),
+        attention=functools.partial(CrossAttention, num_heads=1),
+        **{**sizes, "spatial_dims": 2},
+    )
+    assert isinstance(qtseg, QTSeg) and any(isinstance(m, CrossAttention) for m in qtseg.modules())
+
+
+def test_network_errors() -> None:
+    with pytest.raises(ValueError, match="attention_guiding"):
+        _net(DAGUNet, spatial_attention=None)
+    with pytest.raises(ValueError, match="QTSeg is a 2-D network, got spatial_dims=3"):
+        QTSeg(in_channels=1, num_classes=2, spatial_dims=3)
     with pytest.raises(ValueError, match="input of shape"):
-        _net("unet")(torch.randn(1, 1, 8, 8, 8))
+        _net(UNet)(torch.randn(1, 1, 8, 8, 8))
 
 
 @pytest.mark.parametrize("size", [(64, 64), (37, 29)])
 def test_qtseg_shapes(size: tuple[int, int]) -> None:
-    net = build_network("qtseg", in_channels=1, num_classes=3, spatial_dims=2, channels=[4])
+    net = QTSeg(in_channels=1, num_classes=3, spatial_dims=2, base_channels=4)
     assert net(torch.randn(2, 1, *size)).shape == (2, 3, *size)
 
 
@@ -210,10 +247,10 @@ def _fit(net: nn.Module, image: Tensor, label: Tensor, steps: int, lr: float) ->
     return (2 * (pred.bool() & fg).sum() / (pred.bool().sum() + fg.sum())).item()
 
 
-@pytest.mark.parametrize("name", UNETS)
-def test_unet_family_overfits_one_volume(name: str) -> None:
+@pytest.mark.parametrize("cls", UNETS, ids=lambda c: c.__name__)
+def test_unet_family_overfits_one_volume(cls: type[UNet]) -> None:
     image, label = _blob(3, 24)
-    net = build_network(name, in_channels=1, num_classes=2, spatial_dims=3, channels=[4, 8, 16])
+    net = cls(in_channels=1, num_classes=2, spatial_dims=3, channels=[4, 8, 16])
     assert _fit(net, image, label, steps=60, lr=0.02) > 0.9
 
 

@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from core.cli import main
-from domains.medical import DecathlonDataModule, SegmentationTask
+from domains.medical import DecathlonDataModule, QTSeg, SegmentationTask, UNet
 from domains.medical.module import voxel_spacing
 from tests.medical.conftest import BRATS_LABEL, BRATS_MODALITIES, tree_state
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs" / "medical").glob("*.yaml"))
 TINY = [
-    "--model.channels=[4, 8, 16]",
+    "--model.network.channels=[4, 8, 16]",
     "--data.patch_size=[16, 16, 16]",
     "--model.roi_size=[24, 24, 24]",
     "--data.samples_per_volume=2",
@@ -39,7 +39,7 @@ def test_every_model_has_configs() -> None:
     names = {p.stem for p in CONFIGS}
     for model in ("unet3d", "agunet", "daunet", "dagunet"):
         assert {f"{model}_hippocampus", f"{model}_brats"} <= names
-    assert "qtseg_hippocampus" in names
+    assert {"qtseg_hippocampus", "smoke"} <= names
 
 
 def test_fit_resume_test_predict_in_original_space(tmp_path: Path, hippocampus: Path) -> None:
@@ -53,8 +53,10 @@ def test_fit_resume_test_predict_in_original_space(tmp_path: Path, hippocampus: 
     cli = _run("fit", config, tmp_path, *short)
     assert cli.trainer.state.finished
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    assert "val_dice" in cli.trainer.callback_metrics
-    assert 0.0 <= float(cli.trainer.callback_metrics["val_dice"]) <= 1.0
+    assert float(cli.trainer.callback_metrics["val_cases"]) == 2  # the 2 validation volumes, each once
+    # The data-derived sizes reached the task, and the datamodule keeps only what it was given.
+    assert cli.model.hparams.class_names == ["background", "Anterior", "Posterior"]
+    assert "num_classes" not in cli.datamodule.hparams and "class_names" not in cli.datamodule.hparams
 
     # An interrupted run resumes from last.ckpt: the epoch counter goes on from where it stopped.
     resumed = _run(
@@ -66,13 +68,18 @@ def test_fit_resume_test_predict_in_original_space(tmp_path: Path, hippocampus: 
         "--ckpt_path=last",
     )
     assert resumed.trainer.current_epoch == 2
+    final = {k: float(v) for k, v in resumed.trainer.callback_metrics.items() if k.startswith("val_")}
 
-    validated = _run("validate", config, tmp_path, "--ckpt_path=best")
-    assert "val_dice" in validated.trainer.callback_metrics
+    # last.ckpt holds the weights of the last validation: validating it again gives the same numbers.
+    validated = _run("validate", config, tmp_path, "--ckpt_path=last")
+    again = validated.trainer.callback_metrics
+    for key in ("val_dice", "val_loss", "val_recall", "val_dice_patient"):
+        assert float(again[key]) == pytest.approx(final[key], abs=1e-6), key
     tested = _run("test", config, tmp_path, "--ckpt_path=best")
     metrics = tested.trainer.callback_metrics
     for key in ("test_dice", "test_dice_Anterior", "test_recall", "test_precision", "test_f1", "test_loss"):
         assert key in metrics, key
+    assert float(metrics["test_cases"]) == 2
 
     out = tmp_path / "predictions"
     _run("predict", config, tmp_path, "--ckpt_path=best", f"--prediction_writer.output_dir={out}")
@@ -102,9 +109,12 @@ def test_predict_refuses_the_input_folder(tmp_path: Path, hippocampus: Path) -> 
     [
         ["--model.attention=MultiHeadAttention", "--model.attention.num_heads=2"],
         ["--model.attention=NeighborhoodAttention", "--model.attention.kernel_size=3"],
-        ["--model.spatial_attention=CBAM"],
-        ["--model.spatial_attention=DualAttention", "--model.spatial_attention.cam_variant=danet"],
-        ["--model.gate=AdditiveAttentionGate"],
+        ["--model.network.spatial_attention=CBAM"],
+        [
+            "--model.network.spatial_attention=DualAttention",
+            "--model.network.spatial_attention.cam_variant=danet",
+        ],
+        ["--model.network.gate=AdditiveAttentionGate"],
     ],
     ids=["mha", "neighborhood", "cbam", "danet-cam", "oktay-gate"],
 )
@@ -116,6 +126,19 @@ def test_mechanisms_swap_through_the_cli(swap: list[str], tmp_path: Path) -> Non
     assert any(type(m).__name__ == name for m in cli.model.modules()), f"{name} not in the network"
 
 
+def test_network_short_names_are_the_domains(tmp_path: Path) -> None:
+    """``UNet`` is ours, not MONAI's class of that name (loaded here); QTSeg refuses 3-D data clearly."""
+    from monai.networks.nets import UNet as MonaiUNet
+
+    config = REPO / "configs" / "medical" / "unet3d_hippocampus.yaml"
+    args = ["--trainer.fast_dev_run=true", "--model.network=UNet", "--model.network.channels=[4, 8]"]
+    cli = _run("fit", config, tmp_path, *args)
+    assert type(cli.model.network) is UNet and cli.model.network.channels == (4, 8)
+    assert MonaiUNet.__name__ == "UNet" and not isinstance(cli.model.network, MonaiUNet)
+    with pytest.raises(ValueError, match="QTSeg is a 2-D network, got spatial_dims=3"):
+        _run("fit", config, tmp_path, "--model.network=QTSeg")
+
+
 def test_qtseg_trains_on_slices_and_predicts_volumes(tmp_path: Path) -> None:
     config = REPO / "configs" / "medical" / "qtseg_hippocampus.yaml"
     common = [
@@ -123,7 +146,7 @@ def test_qtseg_trains_on_slices_and_predicts_volumes(tmp_path: Path) -> None:
         f"--trainer.default_root_dir={tmp_path}",
         "--trainer.enable_progress_bar=false",
         "--data.cache=none",
-        "--model.channels=[8]",
+        "--model.network.base_channels=8",
     ]
     cli = main(
         [
@@ -135,8 +158,8 @@ def test_qtseg_trains_on_slices_and_predicts_volumes(tmp_path: Path) -> None:
         ]
     )
     assert cli.trainer.state.finished
-    assert cli.model.hparams.spatial_dims == 2
-    assert "val_dice" in cli.trainer.callback_metrics  # 2-D network, 3-D sliding-window validation
+    assert cli.model.hparams.spatial_dims == 2 and isinstance(cli.model.network, QTSeg)
+    assert float(cli.trainer.callback_metrics["val_cases"]) == 2  # 2-D network, 3-D volumes validated
     out = tmp_path / "predictions"
     main(["predict", *common, "--ckpt_path=best", f"--prediction_writer.output_dir={out}"])
     written = sorted(out.glob("*_seg.nii.gz"))
@@ -171,8 +194,12 @@ def test_task_needs_the_data_sizes() -> None:
         SegmentationTask()
     with pytest.raises(ValueError, match="patch_size"):
         SegmentationTask(in_channels=1, num_classes=2, spatial_dims=3, patch_size=[16, 16])
-    with pytest.raises(ValueError, match="qtseg is a 2-D network"):
-        SegmentationTask(model="qtseg", in_channels=1, num_classes=2, spatial_dims=3, patch_size=[8, 8, 8])
+    with pytest.raises(ValueError, match="QTSeg is a 2-D network"):
+        SegmentationTask(network=QTSeg, in_channels=1, num_classes=2, spatial_dims=3, patch_size=[8, 8, 8])
+    with pytest.raises(ValueError, match="2 class_names"):
+        SegmentationTask(
+            in_channels=1, num_classes=3, spatial_dims=3, patch_size=[8] * 3, class_names=["a", "b"]
+        )
 
 
 def test_voxel_spacing_reads_rotated_affines() -> None:

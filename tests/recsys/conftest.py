@@ -2,17 +2,22 @@
 
 Real data (ml-100k RecBole files, Amazon sequence files) is only read, from ``../shared/data/recsys`` beside
 the repository; tests that need it skip with a reason when it is absent (ml-100k is not redistributable).
-Everything else is written under pytest's ``tmp_path``.
+The committed tiny simulated data set (``data/recsys/tiny/``) and the smoke config that trains on it are
+read in place. Everything else is written under pytest's ``tmp_path``.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import import_script
 
-SHARED_RECSYS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "recsys"
+REPO = Path(__file__).resolve().parents[2]
+SHARED_RECSYS = REPO.parent / "shared" / "data" / "recsys"
+TINY_INTER = REPO / "data" / "recsys" / "tiny" / "tiny.inter"  # 300 users, 100 items (see its README)
+SMOKE_CONFIG = REPO / "configs" / "recsys" / "smoke.yaml"  # SASRec on TINY_INTER
 
 RECBOLE_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
 
@@ -28,6 +33,15 @@ TOY_ROWS: tuple[tuple[str, str, float, float], ...] = (
     ("b", "y", 5, 4),
     ("c", "x", 5, 2),
 )
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread is several times faster on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -153,9 +167,9 @@ def write_csv(write_text: Callable[[str, str], Path]) -> Callable[..., Path]:
     return write
 
 
-# ---------------------------------------------------------------- appended by the datamodule helper
+# ---------------------------------------------------------------- simulated data
 
-SEQUENCE_SIMULATOR = Path(__file__).resolve().parents[2] / "data" / "recsys" / "simulate_sequences.py"
+SEQUENCE_SIMULATOR = REPO / "data" / "recsys" / "simulate_sequences.py"
 
 
 def load_sequence_simulator():

@@ -13,7 +13,7 @@ import pytest
 
 from core.attention import list_mechanisms
 from core.cli import main
-from tests.recsys.test_task import _cli_args
+from tests.recsys.conftest import SMOKE_CONFIG
 
 CAUSAL_MIXERS = [
     i
@@ -33,10 +33,20 @@ def _options(info) -> list[str]:
 
 @pytest.mark.parametrize("info", CAUSAL_MIXERS, ids=lambda i: i.name)
 def test_sasrec_trains_with_any_causal_mixer(info, sim_inter: Path, tmp_path: Path) -> None:
-    args = _cli_args(sim_inter, tmp_path, "sasrec", "--trainer.fast_dev_run=true")
+    args = [
+        f"--config={SMOKE_CONFIG}",
+        f"--data.path={sim_inter}",
+        "--model.network.hidden_dim=16",
+        "--model.network.num_layers=2",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.fast_dev_run=true",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.enable_model_summary=false",
+    ]
     cli = main(["fit", *args, *_options(info)])
     mixers = [m for m in cli.model.modules() if isinstance(m, info.cls)]
-    assert len(mixers) == cli.model.hparams.num_layers
+    assert len(mixers) == len(cli.model.network.blocks) == 2
     assert [m.layer_idx for m in mixers] == list(range(len(mixers)))
     metrics = cli.trainer.callback_metrics
     assert float(metrics["train_loss_step"] if "train_loss_step" in metrics else metrics["train_loss"]) > 0

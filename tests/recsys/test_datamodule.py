@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from domains.recsys.batching import left_pad_windows, right_pad_slices, sample_negatives
 from domains.recsys.data import PAD_TOKEN, SequenceData
-from domains.recsys.datamodule import SeqRecDataModule, left_pad_windows, right_pad_slices, sample_negatives
+from domains.recsys.datamodule import SeqRecDataModule
 
 # ------------------------------------------------------------------------------------------ helpers
 
@@ -128,6 +129,53 @@ def test_sizes_are_known_before_setup_and_protocol() -> None:
     assert dm.protocol_info["split"] == "leave_one_out" and dm.protocol_info["ranking"] == "uni100"
     assert "ranking=uni100" in dm.protocol and "mask_history=False" in dm.protocol
     assert dm.item_counts.tolist() == [0, 1, 2, 0, 0, 0]  # train parts [1, 2] and [2]
+
+
+def test_links_input_paths_and_stage_splits(tmp_path: Path, write_sequences) -> None:
+    """The BaseDataModule contract: linked values, the files read, only the stage's splits built."""
+    assert SeqRecDataModule.links == {
+        "num_items": "num_items",
+        "max_len": "max_len",
+        "mask_history": "mask_history",
+    }
+    seqs = {1: [1, 2, 3, 4], 2: [2, 3, 4], 3: [4, 1, 5, 2, 3]}
+    path = write_sequences(seqs)
+    predict = tmp_path / "new.txt"
+    predict.write_text("alice 1 2\n")
+    dm = SeqRecDataModule(
+        path=str(path), format="sequence", max_len=7, mask_history=False, predict_file=str(predict)
+    )
+    assert dm.link_values() == {"num_items": 5, "max_len": 7, "mask_history": False}
+    assert dm.input_paths() == [path, predict]
+    assert "pin_memory" not in dm.hparams and dm.hparams.max_len == 7
+    dm.setup("validate")
+    assert set(dm.datasets) == {"val"} and len(dm.datasets["val"]) == 3
+    assert dm.summary() == "SeqRecDataModule: val 3 sequences"
+    dm.setup("predict")
+    assert [b["user"].tolist() for b in dm.predict_dataloader()] == [[0]] and dm.predict_user_ids == ["alice"]
+    assert SeqRecDataModule.from_sequences(make_data([[1, 2, 3]], 3)).input_paths() == []
+
+
+def test_training_shuffle_is_seeded() -> None:
+    seqs = random_sequences(40, 30, seed=3, low=4)
+    orders = []
+    for seed in (0, 0, 1):
+        dm = SeqRecDataModule.from_sequences(make_data(seqs, 30), batch_size=8, seed=seed)
+        dm.setup("fit")
+        orders.append(torch.cat([b["user"] for b in dm.train_dataloader()]).tolist())
+    assert orders[0] == orders[1] != orders[2] and sorted(orders[0]) == list(range(40))
+
+
+def test_empty_validation_split_is_skipped() -> None:
+    seqs = [[1, 2, 3, 4], [5, 6, 7], [8, 9, 1, 2]]
+    times = [[1, 2, 9, 10], [3, 4, 11], [5, 6, 7, 12]]
+    dm = SeqRecDataModule.from_sequences(
+        make_data(seqs, 9, times), split="time_ratio", ratios=(0.8, 0.0, 0.2)
+    )
+    dm.setup("fit")
+    assert dm.datasets["val"] is None
+    with pytest.warns(UserWarning, match="validation is skipped"):
+        assert dm.val_dataloader() == []
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
@@ -369,7 +417,7 @@ def test_ml100k_train_windows_are_the_last_items(ml100k: SeqRecDataModule) -> No
 def test_ml100k_sampled_candidates(ml100k_dir: Path, ranking: str) -> None:
     path = str(ml100k_dir / "ml-100k.inter")
     dm = SeqRecDataModule(path=path, ranking=ranking, eval_batch_size=512)
-    dm.setup("test")
+    dm.setup()
     counts = dm.item_counts
     for split in ("val", "test"):
         batch = next(iter(getattr(dm, f"{split}_dataloader")()))
@@ -385,7 +433,7 @@ def test_ml100k_sampled_candidates(ml100k_dir: Path, ranking: str) -> None:
             if ranking == "pop100":
                 assert bool((counts[cands[row, 1:]] > 0).all())
     again = SeqRecDataModule(path=path, ranking=ranking, eval_batch_size=512)
-    again.setup("fit")
+    again.setup("test")  # the same candidates whichever stage is set up first
     assert torch.equal(next(iter(again.test_dataloader()))["candidates"], cands)
 
 

@@ -56,7 +56,7 @@ def test_shapes(kwargs: dict) -> None:
     assert model.intents(items).shape == (5, model.num_intents, DIM)
     assert model.output_embedding().shape == (NUM_ITEMS + 1, DIM)
     assert torch.isfinite(model.scores(user)).all()
-    assert model.objective == "causal"
+    assert model.objective == "last"
 
 
 def test_shorter_window_and_padding_give_the_same_prediction() -> None:
@@ -289,27 +289,47 @@ def test_overfits_a_tiny_batch(freeze_encoder: bool) -> None:
     assert float(ce) < 0.1
 
 
-def test_task_trains_igrsr_on_a_sasrec_checkpoint(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("as_run_folder", [False, True])
+def test_task_trains_igrsr_on_a_sasrec_checkpoint(tmp_path, as_run_folder: bool) -> None:
     """The recsys task's contract: encoder_checkpoint -> load_encoder_state; CE(last) + extra_loss."""
-    from domains.recsys.models import MODELS
     from domains.recsys.module import SequentialRecommendation
 
-    if "igrsr" not in MODELS:
-        monkeypatch.setitem(MODELS, "igrsr", IGRSR)
-    common = {"num_items": NUM_ITEMS, "max_len": MAX_LEN, "hidden_dim": DIM, "num_heads": 2, "dropout": 0.0}
-    sasrec = SequentialRecommendation(model="sasrec", **common)
-    path = tmp_path / "sasrec.ckpt"
-    torch.save({"state_dict": sasrec.state_dict()}, path)
-    task = SequentialRecommendation(model="igrsr", encoder_checkpoint=str(path), **common)
+    sizes = {"num_items": NUM_ITEMS, "max_len": MAX_LEN}
+    options = {"hidden_dim": DIM, "num_heads": 2, "dropout": 0.0}
+    sasrec = SequentialRecommendation(network=functools.partial(SASRec, **options), **sizes)
+    if as_run_folder:  # a run's default_root_dir: its best checkpoint, read from last.ckpt
+        best = tmp_path / "checkpoints" / "epoch=0-step=1.ckpt"
+        best.parent.mkdir()
+        torch.save({"state_dict": sasrec.state_dict()}, best)
+        callbacks = {"TaskCheckpoint{}": {"best_model_path": str(best)}}
+        torch.save({"state_dict": {}, "callbacks": callbacks}, tmp_path / "checkpoints" / "last.ckpt")
+        path = tmp_path
+    else:
+        path = tmp_path / "sasrec.ckpt"
+        torch.save({"state_dict": sasrec.state_dict()}, path)
+    igrsr = functools.partial(IGRSR, encoder_checkpoint=str(path), **options)
+    task = SequentialRecommendation(network=igrsr, **sizes)
     network = task.network
     assert isinstance(network, IGRSR) and bool(network.encoder_loaded)
     torch.testing.assert_close(network.output_embedding(), sasrec.network.item_emb.weight)
     task.train()
     assert not network.encoder.training
     batch = {"items": histories(batch=4, length=MAX_LEN + 1), "user": torch.arange(4)}
+    torch.manual_seed(1)  # the ICR views are drawn from the global generator
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log outside a Trainer
         loss = task.training_step(batch, 0)
+    torch.manual_seed(1)
+    expected, _ = network.training_loss(batch["items"][:, :-1], batch["items"][:, -1])
+    torch.testing.assert_close(loss, expected)  # CE at the last position + λ·InfoNCE
     loss.backward()
     assert network.prefix_tokens.grad is not None and network.gate.grad is not None
     assert all(p.grad is None for p in network.encoder.parameters())
+
+
+def test_igrsr_refuses_the_sampled_bce_loss() -> None:
+    from domains.recsys.module import SequentialRecommendation
+
+    igrsr = functools.partial(IGRSR, hidden_dim=DIM, num_heads=2, freeze_encoder=False)
+    with pytest.raises(ValueError, match="loss='bce' needs a causal network"):
+        SequentialRecommendation(network=igrsr, num_items=NUM_ITEMS, max_len=MAX_LEN, loss="bce")

@@ -213,6 +213,15 @@ def test_empty_metric_is_nan_and_empty_update_is_a_no_op() -> None:
     assert float(metric.count) == 0.0
 
 
+def test_count_can_be_left_out_of_compute() -> None:
+    """The task logs the averages only: the count stays a state (summed over processes), not a metric."""
+    metric = RankingMetrics(ks=(1, 10), report_count=False)
+    metric.update(torch.tensor([0, 3, 20]))
+    out = {k: round(float(v), 4) for k, v in metric.compute().items()}
+    assert out == {"hr@1": 0.3333, "hr@10": 0.6667, "ndcg@1": 0.3333, "ndcg@10": 0.4769, "mrr": 0.4325}
+    assert int(metric.count) == 3
+
+
 def test_ddp_style_merge_equals_single_process() -> None:
     ks = (1, 10)
     ranks = target_rank(tied_scores(31, 40), torch.randint(0, 40, (31,)))

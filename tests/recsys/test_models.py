@@ -9,27 +9,38 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.attention import NeighborhoodAttention, TokenMixer
-from domains.recsys.models import MODELS, BERT4Rec, GRU4Rec, PopularityRecommender, SASRec
+from core.training.networks import instantiate_network
+from domains.recsys.models import (
+    IGRSR,
+    BERT4Rec,
+    GRU4Rec,
+    PopularityRecommender,
+    SASRec,
+    SeqRecNetwork,
+)
 
 NUM_ITEMS = 20
 MAX_LEN = 10
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tensors are tiny: one intra-op thread is several times faster on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+NETWORKS: dict[str, type[SeqRecNetwork]] = {
+    "sasrec": SASRec,
+    "bert4rec": BERT4Rec,
+    "igrsr": IGRSR,
+    "gru4rec": GRU4Rec,
+    "pop": PopularityRecommender,
+}
 
 
 def small(name: str, **kwargs) -> nn.Module:
-    """A small, dropout-free model of the given kind."""
+    """A small, dropout-free network of the given kind."""
     defaults = {"hidden_dim": 32, "dropout": 0.0}
     if name == "gru4rec":
         defaults["gru_dim"] = 32
-    return MODELS[name](NUM_ITEMS, MAX_LEN, **(defaults | kwargs))
+    return NETWORKS[name](NUM_ITEMS, MAX_LEN, **(defaults | kwargs))
 
 
 def left_pad(rows: Sequence[Sequence[int]], length: int) -> Tensor:
@@ -43,12 +54,25 @@ def history() -> Tensor:
 SEQ_MODELS = ["sasrec", "bert4rec", "gru4rec"]
 
 
-def test_registry() -> None:
-    assert set(MODELS) == {"sasrec", "bert4rec", "igrsr", "gru4rec", "pop"}
-    assert MODELS["sasrec"] is SASRec and MODELS["bert4rec"] is BERT4Rec
-    assert MODELS["gru4rec"] is GRU4Rec and MODELS["pop"] is PopularityRecommender
+def test_networks_share_the_base_class_and_objectives() -> None:
+    assert all(issubclass(cls, SeqRecNetwork) for cls in NETWORKS.values())
     assert SASRec.objective == "causal" and GRU4Rec.objective == "causal"
-    assert BERT4Rec.objective == "cloze" and PopularityRecommender.objective == "none"
+    assert BERT4Rec.objective == "cloze" and IGRSR.objective == "last"
+    assert PopularityRecommender.objective == "none"
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_networks_take_only_the_sizes_they_declare(name: str) -> None:
+    """The task offers num_items and max_len (and attention); each network gets what its __init__ names."""
+    kwargs = {"freeze_encoder": False} if name == "igrsr" else {}
+    factory = functools.partial(NETWORKS[name], **kwargs)
+    network = instantiate_network(factory, num_items=NUM_ITEMS, max_len=MAX_LEN, unknown_size=3)
+    assert isinstance(network, NETWORKS[name])
+    assert (network.num_items, network.max_len) == (NUM_ITEMS, MAX_LEN)
+    attention = functools.partial(NeighborhoodAttention, num_heads=1, kernel_size=3)
+    if name in ("gru4rec", "pop"):
+        with pytest.raises(ValueError, match="has no attention to replace"):
+            instantiate_network(factory, attention=attention, num_items=NUM_ITEMS, max_len=MAX_LEN)
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)

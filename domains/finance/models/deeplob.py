@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from core.attention import SpatialMixerFactory
+from domains.finance.models.base import LOBNetwork
 
 __all__ = ["DeepLOB"]
 
@@ -33,7 +34,7 @@ def _leaky() -> nn.Module:
     return nn.LeakyReLU(0.01)
 
 
-class DeepLOB(nn.Module):
+class DeepLOB(LOBNetwork):
     """DeepLOB on the order-book columns of ``x``, as a 1-channel image ``(B, 1, T, num_lob_features)``.
 
     * Block 1: ``Conv(1×2, stride 1×2)`` (pairs price with size), then 2 × ``Conv(4×1)``; LeakyReLU(0.01)
@@ -65,10 +66,9 @@ class DeepLOB(nn.Module):
         lstm_hidden: Hidden size of the LSTM (64).
         spatial_attention: Optional :class:`~core.attention.SpatialMixer` factory applied to the
             ``(B, conv_channels, T', W')`` map after the first two convolution blocks (the third collapses
-            the levels to width 1), e.g.
-            ``--model.spatial_attention=CBAM`` or ``PositionAttention``. Not part of DeepLOB (default
-            None = the paper's network); it lets the feature-map attentions of ``core.attention`` be
-            compared on order books.
+            the levels to width 1), e.g. ``--model.network.spatial_attention=CBAM`` or
+            ``PositionAttention``. Not part of DeepLOB (default None = the paper's network); it lets the
+            feature-map attentions of ``core.attention`` be compared on order books.
     """
 
     def __init__(

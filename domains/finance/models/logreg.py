@@ -7,12 +7,13 @@ attention models visible on each dataset.
 
 from torch import Tensor, nn
 
+from domains.finance.models.base import LOBNetwork
 from domains.finance.models.common import check_window
 
 __all__ = ["LogisticRegressionLOB"]
 
 
-class LogisticRegressionLOB(nn.Module):
+class LogisticRegressionLOB(LOBNetwork):
     """``Linear(T·F → num_horizons·num_classes)`` on the flattened window; returns logits (no softmax).
 
     With cross-entropy this is multinomial logistic regression, one per horizon. Regularise it with L2

@@ -7,6 +7,7 @@ TLOB. It alternates an MLP over the feature channels and an MLP over time, with 
 
 from torch import Tensor, nn
 
+from domains.finance.models.base import LOBNetwork
 from domains.finance.models.bin import BiN
 from domains.finance.models.common import build_head, check_window
 
@@ -42,7 +43,7 @@ class MixerBlock(nn.Module):
         return self.drop(self.act(self.norm(y)))
 
 
-class MLPLOB(nn.Module):
+class MLPLOB(LOBNetwork):
     """MLPLOB: BiN → ``Linear(F → H)`` → GELU → ``num_layers`` × [feature MLP, time MLP] → head.
 
     Each layer applies a :class:`MixerBlock` over the ``H`` channels of every time step (``H → 4H → H``)

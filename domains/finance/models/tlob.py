@@ -12,7 +12,8 @@ from torch import Tensor, nn
 
 from core.attention import AttentionFactory, AxisAttention, TokenMixer
 from core.attention.mha import default_heads_factory
-from core.blocks import Mlp, sinusoidal_positions
+from core.layers import Mlp, sinusoidal_positions
+from domains.finance.models.base import LOBNetwork
 from domains.finance.models.bin import BiN
 from domains.finance.models.common import build_head, check_window
 
@@ -72,7 +73,7 @@ class TransformerLayer(nn.Module):
         return y.transpose(1, 2) if self.channels_first else y
 
 
-class TLOB(nn.Module):
+class TLOB(LOBNetwork):
     """TLOB: BiN, a linear embedding, sinusoidal positions and dual-attention pairs, then an MLP head.
 
     Pipeline on ``x`` of shape ``(B, T, F)``: BiN on ``(B, F, T)`` → ``Linear(F → H)`` → + fixed sinusoidal

@@ -61,6 +61,7 @@ from core.attention.channel_gates import SpatialGate
 from core.attention.cross import CrossAttention
 from core.attention.danet import ChannelAttention
 from core.attention.mha import default_heads_factory
+from domains.medical.models.base import SegmentationNetwork
 
 __all__ = ["DMABlock", "DualMixAttention", "FPNEncoder", "MLFDBridge", "QTSeg", "TokenCrossAttention"]
 
@@ -373,12 +374,16 @@ def _fit_heads(num_heads: int, widths: Sequence[int]) -> int:
     return max(heads, 1)
 
 
-class QTSeg(nn.Module):
+class QTSeg(SegmentationNetwork):
     """QTSeg for 2-D images: ``(B, in_channels, H, W) -> logits (B, num_classes, H, W)``.
 
+    Trained on slices (a datamodule with ``spatial_dims=2``); the task evaluates it slice by slice on whole
+    volumes.
+
     Args:
-        in_channels: Image channels.
-        num_classes: Classes including background (one query token each).
+        in_channels: Image channels (linked from the data).
+        num_classes: Classes including background, one query token each (linked from the data).
+        spatial_dims: Must be 2 (linked from the data): QTSeg is a 2-D network.
         attention: Token-mixer factory for every token/feature cross-attention (called with ``context=``);
             default :class:`~core.attention.cross.CrossAttention` with ``num_heads`` heads.
         base_channels: Encoder base width ``n``; decoder widths ``4n, 8n, 16n`` (official ``n = 16``).
@@ -392,6 +397,7 @@ class QTSeg(nn.Module):
         self,
         in_channels: int,
         num_classes: int,
+        spatial_dims: int = 2,
         *,
         attention: AttentionFactory | None = None,
         base_channels: int = 8,
@@ -402,6 +408,11 @@ class QTSeg(nn.Module):
     ) -> None:
         super().__init__()
         depths = tuple(int(d) for d in depths)
+        if spatial_dims != 2:
+            raise ValueError(
+                f"QTSeg is a 2-D network, got spatial_dims={spatial_dims}: train it on slices (a datamodule "
+                "with spatial_dims=2; volumes are then evaluated slice by slice) or choose a U-Net for 3-D"
+            )
         if in_channels < 1 or num_classes < 1:
             raise ValueError(
                 f"QTSeg: in_channels and num_classes must be >= 1, got {in_channels}, {num_classes}"

@@ -6,14 +6,12 @@ Representations from Transformer", CIKM 2019 (arXiv 1904.06690). Official code: 
 :class:`~core.attention.TokenMixer` that takes a key-padding ``mask`` can replace multi-head attention.
 """
 
-from typing import ClassVar, Literal
-
 import torch
 from torch import Tensor, nn
 
 from core.attention import AttentionFactory, TokenMixer
 from core.attention.mha import default_heads_factory
-from domains.recsys.models.sasrec import check_common, check_items
+from domains.recsys.models.base import SeqRecNetwork, check_common, check_items
 
 __all__ = ["BERT4Rec", "BERT4RecBlock"]
 
@@ -47,7 +45,7 @@ class BERT4RecBlock(nn.Module):
         return self.ffn_norm(x + self.ffn_drop(self.ffn(x)))
 
 
-class BERT4Rec(nn.Module):
+class BERT4Rec(SeqRecNetwork):
     """BERT4Rec: a bidirectional transformer encoder with a cloze (masked-item) objective.
 
     Vocabulary: ``num_items + 2`` embedding rows: 0 = padding, ``1..num_items`` = items,
@@ -88,7 +86,7 @@ class BERT4Rec(nn.Module):
             ``num_heads`` heads and ``attn_drop=dropout``.
     """
 
-    objective: ClassVar[Literal["causal", "cloze", "none"]] = "cloze"
+    objective = "cloze"
 
     def __init__(
         self,

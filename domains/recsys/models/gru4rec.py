@@ -7,17 +7,15 @@ one-hot inputs with session-parallel mini-batches and ranking losses (TOP1, BPR)
 dropout → GRU → dense → dot product with the item embedding.
 """
 
-from typing import ClassVar, Literal
-
 import torch
 from torch import Tensor, nn
 
-from domains.recsys.models.sasrec import check_common, check_items
+from domains.recsys.models.base import SeqRecNetwork, check_common, check_items
 
 __all__ = ["GRU4Rec"]
 
 
-class GRU4Rec(nn.Module):
+class GRU4Rec(SeqRecNetwork):
     """GRU4Rec (RecBole-style): ``E[items]`` → dropout → ``num_layers`` GRU → ``Linear(gru_dim → d)``.
 
     Padding: the GRU has **no biases** (as RecBole's). With a zero padding embedding and a zero initial
@@ -40,7 +38,7 @@ class GRU4Rec(nn.Module):
         tie_weights: Share the item embedding with the output layer.
     """
 
-    objective: ClassVar[Literal["causal", "cloze", "none"]] = "causal"
+    objective = "causal"
 
     def __init__(
         self,

@@ -16,15 +16,15 @@ choices documented on :class:`IGRSR` and in ``docs``. Three parts:
   sets; an InfoNCE loss (temperature ``τ``, weight ``λ``) pulls each user's intent ``k`` of one view to
   intent ``k`` of the other view and away from the other users' intent ``k``.
 
-Training contract (what :class:`~domains.recsys.module.SequentialRecommendation` does for a model with
-``extra_loss``): ``loss = CE(scores(user_vector(items[:, :-1])), items[:, -1]) + extra_loss(items[:, :-1])``,
-i.e. next-item cross-entropy on the **last position only** plus ``λ · InfoNCE``. :meth:`IGRSR.training_loss`
-computes the same sum for use outside the task.
+Training contract (what :class:`~domains.recsys.module.SequentialRecommendation` does for a network with
+``objective = "last"``): ``loss = CE(scores(user_vector(items[:, :-1])), items[:, -1]) +
+extra_loss(items[:, :-1])``, i.e. next-item cross-entropy on the **last position only** plus
+``λ · InfoNCE``. :meth:`IGRSR.training_loss` computes the same sum for use outside the task.
 """
 
 import warnings
 from collections.abc import Callable, Mapping
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +33,10 @@ from torch import Tensor, nn
 
 from core.attention import AttentionFactory, CrossAttention, TokenMixer
 from core.attention.mha import default_heads_factory
-from core.blocks import Mlp
-from core.training.pretrained import LoadReport
+from core.layers import Mlp
+from core.training.checkpoint import run_checkpoint
+from core.training.pretrained import LoadReport, read_state_dict
+from domains.recsys.models.base import SeqRecNetwork
 from domains.recsys.models.sasrec import SASRec
 
 __all__ = ["IGRSR", "IntentReasonerLayer", "intent_info_nce", "mask_views"]
@@ -178,7 +180,7 @@ class IntentReasonerLayer(nn.Module):
         return tokens + self.ffn_seq(self.norm_ffn_seq(tokens))
 
 
-class IGRSR(nn.Module):
+class IGRSR(SeqRecNetwork):
     """IGR-SR: a frozen SASRec distils ``K`` intents; reasoning tokens deliberate over them, then decide.
 
     Data flow for a batch of left-padded histories ``items (B, L)``:
@@ -208,8 +210,9 @@ class IGRSR(nn.Module):
     With ``freeze_encoder=True`` (default, the paper) the encoder has ``requires_grad=False`` and stays in
     eval mode even after ``.train()`` (no dropout: its function is fixed); only the prefix and intent
     tokens, the projection, the reasoner and the gate train. A frozen encoder is only useful with
-    pre-trained weights: load them with :meth:`load_encoder_state`. ``freeze_encoder=False`` trains
-    everything end to end (useful without a checkpoint, and as an ablation).
+    pre-trained weights: give ``encoder_checkpoint`` (or call :meth:`load_encoder_state`).
+    ``freeze_encoder=False`` trains everything end to end (useful without a checkpoint, and as an
+    ablation).
 
     Args:
         num_items: Catalogue size; item ids are ``1..num_items``, ``0`` = padding.
@@ -231,9 +234,15 @@ class IGRSR(nn.Module):
         attention: Factory of the encoder's self-attention; default SASRec's own.
         cross_attention: Factory of the reasoner's cross-attention; default
             ``CrossAttention(num_heads=num_heads)``.
+        encoder_checkpoint: A SASRec checkpoint (a ``.ckpt`` of the recsys task with
+            ``--model.network=SASRec``, or a plain state dict), or the ``default_root_dir`` of such a run
+            (its best checkpoint is used), loaded into the encoder with :meth:`load_encoder_state` when the
+            network is built. The SASRec must have this network's ``hidden_dim``, ``num_layers``,
+            ``num_heads``, ``max_len``, ``num_items`` and attention. None or ``""`` loads nothing (on the
+            command line, an empty ``--model.network.encoder_checkpoint=`` clears a config's checkpoint).
     """
 
-    objective: ClassVar[Literal["causal", "cloze", "none"]] = "causal"
+    objective = "last"
 
     def __init__(
         self,
@@ -255,6 +264,7 @@ class IGRSR(nn.Module):
         output_table: Literal["shared", "finetune"] = "shared",
         attention: AttentionFactory | None = None,
         cross_attention: CrossAttentionFactory | None = None,
+        encoder_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
         minimum = {"num_items": 1, "max_len": 1, "hidden_dim": 1, "num_layers": 1, "num_heads": 1}
@@ -325,6 +335,8 @@ class IGRSR(nn.Module):
         if freeze_encoder:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
+        if encoder_checkpoint:
+            self.load_encoder_state(read_state_dict(run_checkpoint(encoder_checkpoint)))
 
     # ----------------------------------------------------------------------------------------- modes
 
@@ -336,8 +348,8 @@ class IGRSR(nn.Module):
             if mode and not bool(self.encoder_loaded):
                 warnings.warn(
                     "IGRSR: training with a frozen encoder that was never loaded from a SASRec checkpoint "
-                    "(random weights); pass the task's encoder_checkpoint, call load_encoder_state, or use "
-                    "freeze_encoder=False",
+                    "(random weights); give encoder_checkpoint (--model.network.encoder_checkpoint), call "
+                    "load_encoder_state, or use freeze_encoder=False",
                     stacklevel=2,
                 )
         return self

@@ -1,16 +1,14 @@
 """Most-popular baseline: every user gets the same ranking, by training-interaction count."""
 
-from typing import ClassVar, Literal
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from domains.recsys.models.sasrec import check_items
+from domains.recsys.models.base import SeqRecNetwork, check_items
 
 __all__ = ["PopularityRecommender"]
 
 
-class PopularityRecommender(nn.Module):
+class PopularityRecommender(SeqRecNetwork):
     """Rank items by ``log(1 + count)`` of their training interactions; nothing is learned by gradient.
 
     ``objective = "none"``: the task calls :meth:`fit` with the item counts of the training split and
@@ -24,7 +22,7 @@ class PopularityRecommender(nn.Module):
         max_len: Longest history; linked from the datamodule (only used to validate inputs).
     """
 
-    objective: ClassVar[Literal["causal", "cloze", "none"]] = "none"
+    objective = "none"
 
     def __init__(self, num_items: int, max_len: int) -> None:
         super().__init__()

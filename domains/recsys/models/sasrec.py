@@ -8,46 +8,15 @@ mechanism is injected (any :class:`~core.attention.TokenMixer` that supports ``i
 """
 
 import math
-from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from core.attention import AttentionFactory, TokenMixer
 from core.attention.mha import default_heads_factory
+from domains.recsys.models.base import SeqRecNetwork, check_common, check_items
 
-__all__ = ["SASRec", "SASRecBlock", "check_items"]
-
-
-def check_items(items: Tensor, max_len: int, owner: str) -> None:
-    """Check an item-index batch: integer ``(B, L)`` with ``1 <= L <= max_len``.
-
-    Raises:
-        ValueError: Naming the argument ``items`` and the expected shape or dtype.
-    """
-    if items.ndim != 2:
-        raise ValueError(f"{owner}: expected items of shape (B, L), got {tuple(items.shape)}")
-    if items.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"{owner}: items must be int64 item indices (0 = padding), got dtype {items.dtype}")
-    if not 1 <= items.shape[1] <= max_len:
-        raise ValueError(
-            f"{owner}: items has length L={items.shape[1]}, expected 1 <= L <= max_len={max_len} "
-            "(the learned position table has max_len rows)"
-        )
-
-
-def check_common(
-    owner: str, num_items: int, max_len: int, hidden_dim: int, num_layers: int, dropout: float
-) -> None:
-    """Validate the arguments every sequential model shares, naming the offending one."""
-    for name, value in (("num_items", num_items), ("max_len", max_len)):
-        if value < 1:
-            raise ValueError(f"{owner}: {name} must be >= 1, got {value}")
-    for name, value in (("hidden_dim", hidden_dim), ("num_layers", num_layers)):
-        if value < 1:
-            raise ValueError(f"{owner}: {name} must be >= 1, got {value}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{owner}: dropout must be in [0, 1), got {dropout}")
+__all__ = ["SASRec", "SASRecBlock"]
 
 
 class PointWiseFeedForward(nn.Module):
@@ -103,7 +72,7 @@ class SASRecBlock(nn.Module):
         return x * key_padding.unsqueeze(-1).to(x.dtype)
 
 
-class SASRec(nn.Module):
+class SASRec(SeqRecNetwork):
     """SASRec: item + learned position embeddings, causal self-attention blocks, tied output embedding.
 
     Pipeline on left-padded ``items (B, L)`` (0 = padding, most recent item last):
@@ -142,7 +111,7 @@ class SASRec(nn.Module):
             :class:`~core.attention.MultiHeadAttention` with ``num_heads`` heads and ``attn_drop=dropout``.
     """
 
-    objective: ClassVar[Literal["causal", "cloze", "none"]] = "causal"
+    objective = "causal"
 
     def __init__(
         self,

@@ -1,0 +1,198 @@
+"""The datamodule contract every domain follows: batch sizes, splits, loaders, DDP-correct evaluation.
+
+A domain's datamodule subclasses :class:`BaseDataModule` and writes only what is specific to its data:
+
+* :meth:`BaseDataModule.build_dataset` returns the dataset of one split (``None`` when the split has no
+  data); datasets are built lazily, once, for the splits of the stage being set up;
+* :meth:`BaseDataModule.input_paths` names every file and folder it reads, so prediction writers and caches
+  never write among the user's data;
+* :meth:`BaseDataModule.loader_options` adds DataLoader options of its own (a collate function, a seeded
+  generator, a worker initialiser);
+* the class attribute :attr:`BaseDataModule.links` declares which of its attributes the CLI copies into
+  which task arguments (data-derived sizes such as ``num_classes``).
+
+Evaluation under DDP: Lightning's default ``DistributedSampler`` pads the validation, test and prediction
+sets to a multiple of the world size, which scores some samples twice. The loaders here give every sample
+to exactly one process instead (:class:`UnrepeatedDistributedSampler`); the tasks' metrics are sums
+synchronised across processes, so two processes give the numbers of one.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["SPLITS", "STAGE_SPLITS", "BaseDataModule", "Split"]
+
+Split = Literal["train", "val", "test", "predict"]
+SPLITS: tuple[Split, ...] = ("train", "val", "test", "predict")
+STAGE_SPLITS: dict[str | None, tuple[Split, ...]] = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("predict",),
+    None: SPLITS,
+}
+
+
+class BaseDataModule(pl.LightningDataModule):
+    """Base of every attnlab datamodule (the TorchGeo ``NonGeoDataModule`` pattern).
+
+    Class attributes:
+        links: ``{task argument: attribute of this datamodule}``. The ``attnlab`` CLI reads the attributes
+            after instantiating the datamodule and passes them to the task arguments of those names; a value
+            the user set by hand that disagrees is an error. Linked attributes must be known right after
+            ``__init__`` (reading headers is fine; building whole datasets is not).
+        sample_name: What one sample of a split is called in the setup summary (``windows``, ``cases``).
+        loader_class: The DataLoader class, e.g. MONAI's, which also seeds the random transforms of a
+            dataset loaded in the main process.
+
+    Args:
+        batch_size: Samples per training batch (at least 1).
+        eval_batch_size: Samples per validation, test and prediction batch; default ``batch_size``.
+        num_workers: DataLoader worker processes (0 loads in the main process). Workers persist across
+            epochs.
+        pin_memory: Page-locked host memory for faster copies to a GPU; default: when CUDA is available.
+    """
+
+    links: ClassVar[Mapping[str, str]] = {}
+    sample_name: ClassVar[str] = "samples"
+    loader_class: ClassVar[type[DataLoader]] = DataLoader
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"{type(self).__name__}: batch_size must be >= 1, got {batch_size}")
+        if eval_batch_size is not None and eval_batch_size < 1:
+            raise ValueError(f"{type(self).__name__}: eval_batch_size must be >= 1, got {eval_batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"{type(self).__name__}: num_workers must be >= 0, got {num_workers}")
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else self.batch_size
+        self.num_workers = int(num_workers)
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.datasets: dict[Split, Dataset | None] = {}
+
+    # ------------------------------------------------------------------ what a domain implements
+
+    def build_dataset(self, split: Split) -> Dataset | None:
+        """The dataset of ``split``, or None when no data is configured for it.
+
+        Called at most once per split, from :meth:`setup`, on every process.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement build_dataset(split)")
+
+    def input_paths(self) -> list[Path]:
+        """Every file and folder this datamodule reads; outputs are never written among them."""
+        raise NotImplementedError(f"{type(self).__name__} must implement input_paths()")
+
+    def loader_options(self, split: Split) -> dict[str, Any]:
+        """Extra ``DataLoader`` arguments for ``split`` (e.g. ``collate_fn``, ``generator``)."""
+        return {}
+
+    # ------------------------------------------------------------------ setup
+
+    def link_values(self) -> dict[str, Any]:
+        """``{task argument: value}`` for every entry of :attr:`links`."""
+        return {target: getattr(self, attribute) for target, attribute in self.links.items()}
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets of the stage's splits (once each) and print a one-line summary.
+
+        Args:
+            stage: ``fit``, ``validate``, ``test``, ``predict`` or None (every split).
+        """
+        if stage not in STAGE_SPLITS:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {list(STAGE_SPLITS)}")
+        for split in STAGE_SPLITS[stage]:
+            if split not in self.datasets:
+                self.datasets[split] = self.build_dataset(split)
+        rank_zero_info(self.summary())
+
+    def summary(self) -> str:
+        """One line: the class and the size of every split built so far."""
+        parts = []
+        for split, dataset in self.datasets.items():
+            size = "none" if dataset is None else f"{len(dataset):,} {self.sample_name}"  # type: ignore[arg-type]
+            parts.append(f"{split} {size}")
+        return f"{type(self).__name__}: " + (", ".join(parts) or "no split set up")
+
+    # ------------------------------------------------------------------ loaders
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches."""
+        return self.dataloader("train")
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation batches in order; an empty list (validation skipped) when no data is configured."""
+        if "val" in self.datasets and self.datasets["val"] is None:
+            rank_zero_warn(f"{type(self).__name__}: no validation data is configured; validation is skipped")
+            return []
+        return self.dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        """Test batches in order."""
+        return self.dataloader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        """Prediction batches in order."""
+        return self.dataloader("predict")
+
+    def dataset(self, split: Split) -> Dataset:
+        """The built dataset of ``split``.
+
+        Raises:
+            RuntimeError: If ``setup`` has not built it.
+            ValueError: If the split has no data.
+        """
+        if split not in self.datasets:
+            raise RuntimeError(
+                f"{type(self).__name__}: the {split} split is not set up; call setup() for a stage that "
+                "uses it"
+            )
+        dataset = self.datasets[split]
+        if dataset is None:
+            raise ValueError(f"{type(self).__name__}: no {split} data is configured; see its data options")
+        return dataset
+
+    def dataloader(self, split: Split) -> DataLoader:
+        """The DataLoader of ``split``: shuffled for training, every sample once per process otherwise."""
+        dataset = self.dataset(split)
+        train = split == "train"
+        sampler = None if train else self._evaluation_sampler(split, dataset)
+        options: dict[str, Any] = {
+            "batch_size": self.batch_size if train else self.eval_batch_size,
+            "shuffle": train and sampler is None,
+            "sampler": sampler,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            "pin_memory": self.pin_memory,
+        }
+        options.update(self.loader_options(split))
+        return self.loader_class(dataset, **options)
+
+    def _evaluation_sampler(self, split: Split, dataset: Dataset) -> UnrepeatedDistributedSampler | None:
+        """Under DDP, a sampler that gives every evaluation sample to exactly one process (no padding)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return None
+        world = torch.distributed.get_world_size()
+        size = len(dataset)  # type: ignore[arg-type]
+        if size < world:
+            # A process without a sample would skip the evaluation epoch, and with it the metric
+            # synchronisation that the others wait for.
+            raise ValueError(
+                f"{type(self).__name__}: the {split} split has {size} {self.sample_name}, fewer than the "
+                f"{world} processes; every process needs at least one (use fewer devices or more data)"
+            )
+        return UnrepeatedDistributedSampler(dataset, shuffle=False)

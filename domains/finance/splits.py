@@ -1,0 +1,190 @@
+"""Which LOBSTER events go to which split: per-split file lists or one time-ordered cut of all files.
+
+Splits never mix: a window never spans two files (days) or two splits, and the training split alone
+gives the normalisation statistics and label thresholds. With ``files`` plus fractions, the kept events
+of all files, sorted by date and start time, are cut in time order (train first, test last).
+"""
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from domains.finance.features import DayEvents
+from domains.finance.labels import smoothed_returns
+from domains.finance.readers import LobsterFileInfo, parse_lobster_filename
+
+__all__ = [
+    "Segment",
+    "SplitEvents",
+    "fraction_segments",
+    "resolve_levels",
+    "resolve_split_files",
+    "split_events",
+]
+
+Fractions = tuple[float, float, float]
+
+
+@dataclass
+class Segment:
+    """Events ``start:stop`` of day ``day`` (index into the split's file list) at ``path``."""
+
+    day: int
+    path: Path
+    start: int
+    stop: int
+
+
+@dataclass
+class SplitEvents:
+    """Concatenated segments of one split: raw features, smoothed returns and bookkeeping per event."""
+
+    features: np.ndarray  # (n, F) raw
+    returns: np.ndarray  # (n, H) smoothed returns l (NaN where undefined)
+    spread_over_mid: np.ndarray
+    time: np.ndarray
+    day: np.ndarray
+    row: np.ndarray
+    bounds: list[tuple[int, int]]  # (offset, length) of each segment
+
+
+def resolve_split_files(
+    train: list[str] | None,
+    val: list[str] | None,
+    test: list[str] | None,
+    predict: list[str] | None,
+    files: list[str] | None,
+    split: Sequence[float],
+) -> tuple[dict[str, list[Path]], Fractions | None]:
+    """The message files of every split, and the time-order fractions when ``files`` is cut by them.
+
+    Returns:
+        ``({"train": [...], "val": [...], "test": [...], "predict": [...]}, fractions or None)``. With
+        ``files``, every split lists all of them (sorted by date and start time) and the fractions say
+        which part of their events each split takes. Prediction defaults to the test split.
+
+    Raises:
+        ValueError: For both kinds of options at once, no training data, or fractions that are not 3
+            non-negative numbers (train > 0) summing to 1.
+    """
+    explicit = any(x is not None for x in (train, val, test))
+    if files is not None and explicit:
+        raise ValueError("give either files (+ split) or train_files/val_files/test_files, not both")
+    if files is None and not train:
+        raise ValueError(
+            "LOBSTERDataModule needs training data: pass train_files (and val_files/test_files) or files "
+            "(+ split); normalisation statistics and label thresholds come from the training split"
+        )
+    if files is not None:
+        if not files:
+            raise ValueError("files is empty")
+        fractions = tuple(float(f) for f in split)
+        if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0 or abs(sum(fractions) - 1) > 1e-6:
+            raise ValueError(f"split must be 3 non-negative fractions (train > 0) summing to 1, got {split}")
+        ordered = sorted((Path(f) for f in files), key=lambda p: _sort_key(parse_lobster_filename(p)))
+        out = {name: list(ordered) for name in ("train", "val", "test")}
+        out["predict"] = [Path(f) for f in predict] if predict is not None else list(ordered)
+        return out, fractions  # type: ignore[return-value]
+    out = {"train": [Path(f) for f in train or []], "val": [Path(f) for f in val or []]}
+    out["test"] = [Path(f) for f in test or []]
+    out["predict"] = [Path(f) for f in predict] if predict is not None else list(out["test"])
+    return out, None
+
+
+def resolve_levels(split_files: dict[str, list[Path]], levels: int | None) -> int:
+    """The number of book levels: ``levels`` checked against the file names, or the one they all share.
+
+    Raises:
+        ValueError: If a file is not a message file, or the files (or ``levels``) disagree.
+    """
+    infos = {path: parse_lobster_filename(path) for paths in split_files.values() for path in paths}
+    for path, info in infos.items():
+        if info.kind != "message":
+            raise ValueError(
+                f"{path}: list message files (…_message_LEVEL.csv); the orderbook file is derived"
+            )
+    if levels is not None:
+        if levels < 1:
+            raise ValueError(f"levels must be >= 1, got {levels}")
+        wrong = [str(p) for p, info in infos.items() if info.levels != levels]
+        if wrong:
+            raise ValueError(f"levels={levels} but these files have another LEVEL in their name: {wrong}")
+        return levels
+    found = sorted({info.levels for info in infos.values()})
+    if len(found) != 1:
+        raise ValueError(f"the files disagree on the number of levels ({found}); use files of one depth")
+    return found[0]
+
+
+def fraction_segments(
+    files: list[Path], lengths: list[int], fractions: Fractions, split: str
+) -> list[Segment]:
+    """The segments of ``split`` when the events of ``files`` (in order) are cut by ``fractions``.
+
+    Args:
+        files: The files, in time order.
+        lengths: Kept events per file.
+        fractions: Train, validation and test shares of all events.
+        split: ``train``, ``val`` or ``test``.
+    """
+    total = sum(lengths)
+    cuts = np.round(np.cumsum((0.0, *fractions)) * total).astype(int)
+    lo, hi = {"train": (cuts[0], cuts[1]), "val": (cuts[1], cuts[2]), "test": (cuts[2], total)}[split]
+    segments, offset = [], 0
+    for d, (path, n) in enumerate(zip(files, lengths, strict=True)):
+        start, stop = max(lo - offset, 0), min(hi - offset, n)
+        if start < stop:
+            segments.append(Segment(d, path, start, stop))
+        offset += n
+    return segments
+
+
+def split_events(
+    segments: list[Segment],
+    load_day: Callable[[Path], DayEvents],
+    horizons: Sequence[int],
+    smoothing: int | None,
+    method: str,
+) -> SplitEvents:
+    """Concatenate the events of ``segments``, with smoothed returns computed inside each segment.
+
+    Args:
+        segments: The split's segments.
+        load_day: Path → the kept events of that day (cached by the caller).
+        horizons: Label horizons in events.
+        smoothing: TLOB smoothing length (None for ``classic`` labels).
+        method: ``tlob`` or ``classic``.
+    """
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("features", "returns", "spread", "time", "day", "row")
+    }
+    bounds, offset = [], 0
+    for seg in segments:
+        day, window = load_day(seg.path), slice(seg.start, seg.stop)
+        mid = day.mid[window]
+        parts["returns"].append(
+            np.stack([smoothed_returns(mid, h, smoothing, method) for h in horizons], axis=1)
+        )
+        parts["features"].append(day.features[window])
+        parts["spread"].append(day.spread_over_mid[window])
+        parts["time"].append(day.time[window])
+        parts["row"].append(day.row[window])
+        parts["day"].append(np.full(seg.stop - seg.start, seg.day, dtype=np.int64))
+        bounds.append((offset, seg.stop - seg.start))
+        offset += seg.stop - seg.start
+    return SplitEvents(
+        features=np.concatenate(parts["features"]),
+        returns=np.concatenate(parts["returns"]),
+        spread_over_mid=np.concatenate(parts["spread"]),
+        time=np.concatenate(parts["time"]),
+        day=np.concatenate(parts["day"]),
+        row=np.concatenate(parts["row"]),
+        bounds=bounds,
+    )
+
+
+def _sort_key(info: LobsterFileInfo) -> tuple[dt.date, int, str]:
+    return info.date, info.start_ms, info.ticker

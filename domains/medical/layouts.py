@@ -1,0 +1,137 @@
+"""The datamodules of the two data layouts, on :class:`~domains.medical.datamodule.MedicalDataModule`.
+
+* :class:`DecathlonDataModule` reads the Medical Segmentation Decathlon layout (``root/dataset.json`` or a
+  separate datalist whose paths are relative to ``root``).
+* :class:`CaseFolderDataModule` reads one folder per case with file-name patterns per modality and label
+  (e.g. the BraTS 2015 DeepMedic subset: ``Flair*.nii.gz``, ``T1c*.nii.gz``, ``OTMultiClass.nii.gz``).
+"""
+
+from pathlib import Path
+from typing import Any
+
+from domains.medical.cases import (
+    Case,
+    check_headers,
+    decathlon_cases,
+    folder_cases,
+    image_file_cases,
+    read_datalist,
+)
+from domains.medical.datamodule import RESOLVED, MedicalDataModule
+
+__all__ = ["CaseFolderDataModule", "DecathlonDataModule"]
+
+
+class DecathlonDataModule(MedicalDataModule):
+    """Medical Segmentation Decathlon layout: ``root/dataset.json`` (or ``datalist``) → labelled cases.
+
+    The datalist's ``training`` entries (``{"image": path or [paths], "label": path}``, relative to
+    ``root``) are the train/val/test pool, split by ``split``. ``in_channels`` is the number of
+    ``"modality"`` entries (else the channels of the first image's header) and class names come from
+    ``"labels"``. Case ids are the image file names without ``.nii.gz``.
+
+    Args:
+        root: Dataset folder; the datalist's relative paths are resolved against it.
+        datalist: Datalist JSON (e.g. ``data/medical/hippocampus_full.json`` with
+            ``root=../shared/data/medical/msd_hippocampus``); default ``root/dataset.json``.
+        predict_files: Images to predict (relative to ``root`` or absolute), instead of ``predict_root`` (a
+            folder whose every NIfTI file is one case) or the default (the test split's images).
+        **kwargs: The options of :class:`MedicalDataModule`.
+    """
+
+    def __init__(
+        self, root: str, datalist: str | None = None, predict_files: list[str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters(ignore=RESOLVED)
+        if predict_files is not None and self.predict_root is not None:
+            raise ValueError("give predict_files or predict_root, not both")
+        self.root = Path(root)
+        self.datalist = read_datalist(self.root, datalist)
+        self.predict_files = list(predict_files) if predict_files is not None else None
+        channels = len(self.datalist.modalities) or self._header_channels()
+        self._finish_init(channels, self.datalist.labels)
+
+    def _header_channels(self) -> int:
+        """Channels of the first training image (header only) when the datalist names no modality."""
+        cases = decathlon_cases(self.datalist)
+        if not cases:
+            raise ValueError(f"{self.datalist.path} has no training entry")
+        import nibabel as nib
+
+        total = 0
+        for path in cases[0]["image"]:
+            shape = nib.load(path).shape
+            total += shape[3] if len(shape) == 4 else 1
+        return total
+
+    def _discover(self) -> list[Case]:
+        return decathlon_cases(self.datalist)
+
+    def _discover_predict(self) -> list[Case]:
+        if self.predict_files is not None:
+            return decathlon_cases(
+                type(self.datalist)(self.datalist.path, self.root, test=list(self.predict_files)), "test"
+            )
+        assert self.predict_root is not None
+        return image_file_cases(self.predict_root)
+
+    def _predict_cases(self) -> list[Case]:
+        if self.predict_files is not None:
+            cases = self._discover_predict()
+            check_headers(cases, atol=self.affine_atol, in_channels=self.in_channels)
+            return cases
+        return super()._predict_cases()
+
+    def _input_folders(self) -> list[Path]:
+        return [self.root, self.datalist.path]
+
+    def input_paths(self) -> list[Path]:
+        """The root, the datalist, every case file and the prediction inputs."""
+        paths = super().input_paths()
+        if self.predict_files is not None:
+            paths += [Path(c["image"][0]) for c in self._discover_predict()]
+        return list(dict.fromkeys(paths))
+
+
+class CaseFolderDataModule(MedicalDataModule):
+    """One folder per case with file-name patterns per modality and label (e.g. BraTS DeepMedic subsets).
+
+    Case folders are ``root.glob(case_glob)``; in each, every pattern of ``modalities`` must match exactly
+    one file (stacked as channels in that order) and ``label`` exactly one label map. Case ids are the
+    case folder's path relative to ``root`` with ``/`` replaced by ``_`` (``*/*`` on BraTS gives
+    ``train_brats_2013_pat0005_1``). ``in_channels = len(modalities)``.
+
+    Args:
+        root: Dataset folder.
+        case_glob: Glob of the case folders relative to ``root`` (``*``, or ``*/*`` for ``train/<case>`` +
+            ``validation/<case>``).
+        modalities: File-name glob per modality, e.g. ``["Flair*.nii.gz", "T1c*.nii.gz"]``.
+        label: File-name glob of the label map, e.g. ``OTMultiClass.nii.gz``.
+        **kwargs: The options of :class:`MedicalDataModule`. ``predict_root`` holds case folders found
+            with the same ``case_glob`` and ``modalities`` (labels not needed). Without ``label_map``,
+            ``num_classes`` must be given (there is no dataset description to derive it from).
+    """
+
+    def __init__(self, root: str, case_glob: str, modalities: list[str], label: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters(ignore=RESOLVED)
+        if not modalities:
+            raise ValueError("modalities must list at least one file-name pattern, e.g. ['Flair*.nii.gz']")
+        self.root = Path(root)
+        self.case_glob = case_glob
+        self.modalities = list(modalities)
+        self.label = label
+        self._finish_init(len(self.modalities), {})
+
+    def _discover(self) -> list[Case]:
+        return folder_cases(self.root, self.case_glob, self.modalities, self.label)
+
+    def _discover_predict(self) -> list[Case]:
+        assert self.predict_root is not None
+        return folder_cases(
+            self.predict_root, self.case_glob, self.modalities, self.label, require_label=False
+        )
+
+    def _input_folders(self) -> list[Path]:
+        return [self.root]

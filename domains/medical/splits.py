@@ -1,0 +1,106 @@
+"""Which cases go to train, validation and test: ratio, k-fold and fixed splits of case ids."""
+
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["SplitKind", "check_split_options", "split_cases"]
+
+SplitKind = Literal["ratio", "kfold", "fixed"]
+
+
+def split_cases(
+    ids: list[str],
+    split: SplitKind,
+    *,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    num_folds: int = 5,
+    fold: int = 0,
+    seed: int = 0,
+    val_cases: list[str] | None = None,
+    test_cases: list[str] | None = None,
+) -> dict[str, list[str]]:
+    """Split case ids into train / val / test (deterministic for a given seed, whatever the input order).
+
+    Args:
+        ids: Case ids.
+        split: ``ratio`` (shuffled, then ``round(fraction * n)`` cases, at least 1 for a positive fraction,
+            go to val and to test), ``kfold`` (shuffled into ``num_folds`` near-equal folds; fold ``fold`` is
+            both val and test, the others train) or ``fixed`` (``val_cases`` / ``test_cases``, the rest
+            train).
+        val_fraction: Share of the cases for validation (``ratio``).
+        test_fraction: Share of the cases for test (``ratio``).
+        num_folds: Folds (``kfold``).
+        fold: Held-out fold index (``kfold``).
+        seed: Shuffling seed (``ratio``, ``kfold``).
+        val_cases: Validation ids (``fixed``).
+        test_cases: Test ids (``fixed``).
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}``, each sorted.
+
+    Raises:
+        ValueError: On fractions/folds out of range, unknown ids, or an empty training split.
+    """
+    ordered = sorted(ids)
+    n = len(ordered)
+    order = [ordered[i] for i in np.random.default_rng(seed).permutation(n)]
+    if split == "ratio":
+        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1):
+            raise ValueError(
+                f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in [0, 1)"
+            )
+        n_val = max(round(val_fraction * n), 1) if val_fraction > 0 else 0
+        n_test = max(round(test_fraction * n), 1) if test_fraction > 0 else 0
+        parts = {
+            "val": order[:n_val],
+            "test": order[n_val : n_val + n_test],
+            "train": order[n_val + n_test :],
+        }
+    elif split == "kfold":
+        if num_folds < 2 or not 0 <= fold < num_folds:
+            raise ValueError(
+                f"kfold needs num_folds >= 2 and 0 <= fold < num_folds, got {num_folds=}, {fold=}"
+            )
+        if n < num_folds:
+            raise ValueError(f"kfold with num_folds={num_folds} needs at least that many cases, got {n}")
+        held = [str(c) for c in np.array_split(np.array(order, dtype=object), num_folds)[fold]]
+        parts = {"val": held, "test": list(held), "train": [c for c in order if c not in set(held)]}
+    elif split == "fixed":
+        if not val_cases and not test_cases:
+            raise ValueError("split='fixed' needs val_cases and/or test_cases (case ids)")
+        known = set(ordered)
+        for name, chosen in (("val_cases", val_cases or []), ("test_cases", test_cases or [])):
+            unknown = [c for c in chosen if c not in known]
+            if unknown:
+                raise ValueError(f"{name} holds unknown case ids {unknown}; known ids include {ordered[:5]}")
+        held = set(val_cases or []) | set(test_cases or [])
+        parts = {
+            "val": list(val_cases or []),
+            "test": list(test_cases or []),
+            "train": [c for c in ordered if c not in held],
+        }
+    else:
+        raise ValueError(f"split must be ratio, kfold or fixed, got {split!r}")
+    if not parts["train"]:
+        raise ValueError(f"the {split} split of {n} cases leaves no training case: {parts}")
+    return {k: sorted(v) for k, v in parts.items()}
+
+
+def check_split_options(options: dict[str, Any]) -> None:
+    """Check split options early, on dummy ids.
+
+    The ids of a ``fixed`` split are checked against the data when the cases are split.
+
+    Args:
+        options: Keyword arguments of :func:`split_cases` (everything but ``ids``).
+
+    Raises:
+        ValueError: As :func:`split_cases` would for any data set.
+    """
+    options = dict(options)
+    if options["split"] == "fixed":
+        options["val_cases"] = ["c0"] if options["val_cases"] else None
+        options["test_cases"] = ["c1"] if options["test_cases"] else None
+    split_cases([f"c{i}" for i in range(max(options["num_folds"], 3))], **options)
