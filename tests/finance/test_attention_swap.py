@@ -49,6 +49,7 @@ def _assert_trains_through(cli, mechanisms: list[nn.Module]) -> None:
         assert any(g.abs().sum() > 0 for g in grads), f"no gradient reaches {type(mechanism).__name__}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("info", SEQUENCE_MIXERS, ids=lambda i: i.name)
 def test_tlob_trains_with_any_sequence_mixer(info, sim_lobster, tmp_path: Path) -> None:
     args = _tiny(sim_lobster, tmp_path, "--trainer.fast_dev_run=true")
@@ -60,6 +61,7 @@ def test_tlob_trains_with_any_sequence_mixer(info, sim_lobster, tmp_path: Path) 
     _assert_trains_through(cli, mixers)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("info", MAP_MIXERS, ids=lambda i: i.name)
 def test_deeplob_trains_with_any_feature_map_mixer(info, sim_lobster, tmp_path: Path) -> None:
     args = _tiny(sim_lobster, tmp_path, "--trainer.fast_dev_run=true", network=("--model.network=DeepLOB",))

@@ -53,6 +53,7 @@ def test_smoke_config_reads_only_the_committed_sample() -> None:
     assert config["trainer"]["default_root_dir"] == "runs/finance/smoke"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_config_trains_one_batch(
     config: Path, sim_lobster, fi2010_big: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

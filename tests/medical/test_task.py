@@ -126,6 +126,24 @@ def test_mechanisms_swap_through_the_cli(swap: list[str], tmp_path: Path) -> Non
     assert any(type(m).__name__ == name for m in cli.model.modules()), f"{name} not in the network"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "config",
+    [p for p in CONFIGS if p.stem.endswith("_hippocampus") and "qtseg" not in p.stem],
+    ids=lambda p: p.stem,
+)
+def test_every_hippocampus_config_trains_through_the_cli(config: Path, tmp_path: Path) -> None:
+    cli = _run("fit", config, tmp_path, "--trainer.fast_dev_run=true")
+    assert cli.trainer.state.finished and cli.trainer.global_step == 1
+    assert type(cli.model.network).__name__ == _network_class(config)
+
+
+def _network_class(config: Path) -> str:
+    import yaml
+
+    return yaml.safe_load(config.read_text())["model"]["init_args"]["network"]["class_path"]
+
+
 def test_network_short_names_are_the_domains(tmp_path: Path) -> None:
     """``UNet`` is ours, not MONAI's class of that name (loaded here); QTSeg refuses 3-D data clearly."""
     from monai.networks.nets import UNet as MonaiUNet

@@ -31,6 +31,7 @@ def _options(info) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("info", CAUSAL_MIXERS, ids=lambda i: i.name)
 def test_sasrec_trains_with_any_causal_mixer(info, sim_inter: Path, tmp_path: Path) -> None:
     args = [

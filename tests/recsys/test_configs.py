@@ -29,6 +29,7 @@ def test_every_network_has_configs() -> None:
         assert {f"{model}_ml100k", f"{model}_amazon"} <= names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_config_trains_one_batch(config: Path, request, sim_inter: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(REPO)
