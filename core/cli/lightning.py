@@ -37,8 +37,8 @@ def link_targets() -> tuple[str, ...]:
 
 def _linked_value(target: str, datamodule: Any) -> Any:
     """The value a datamodule gives to task argument ``target`` (None when it declares no such link)."""
-    links = getattr(datamodule, "links", {})
-    return datamodule.link_values()[target] if target in links else None
+    attribute = getattr(datamodule, "links", {}).get(target)
+    return None if attribute is None else getattr(datamodule, attribute)
 
 
 class AttnLabCLI(LightningCLI):
@@ -70,7 +70,8 @@ class AttnLabCLI(LightningCLI):
         # No class default for --optimizer: with one, jsonargparse carries its init args over to the class a
         # config chooses (AdamW's weight_decay=0.01 silently became Adam's L2 penalty). Without --optimizer
         # the task's own configure_optimizers runs: AdamW(lr=1e-3), see BaseTask.
-        for target in link_targets():
+        self._link_targets = link_targets()
+        for target in self._link_targets:
             parser.link_arguments(
                 "data",
                 f"model.init_args.{target}",

@@ -72,7 +72,10 @@ class BaseTask(pl.LightningModule):
     def __init__(self, *, pretrained: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=list(self.ignore))
-        unknown = [k for k in self.hparams if not k.startswith("_") and not _accepts(type(self), k)]
+        accepted = _init_arguments(type(self))
+        unknown = [
+            k for k in self.hparams if accepted is not None and not k.startswith("_") and k not in accepted
+        ]
         if unknown:
             # The CLI offers every datamodule's linked values (sizes of other domains are None here); keep
             # only this task's arguments, or a checkpoint's hparams would not load back into this class.
@@ -265,10 +268,10 @@ class BaseTask(pl.LightningModule):
         return torch.stack([loss.float() for loss in losses]).sum() if losses else None
 
 
-def _accepts(cls: type, name: str) -> bool:
-    """Whether ``cls.__init__`` takes an argument called ``name`` (any name, with ``**kwargs``)."""
+def _init_arguments(cls: type) -> set[str] | None:
+    """The argument names of ``cls.__init__``; None when it takes ``**kwargs`` (any name)."""
     params = inspect.signature(cls.__init__).parameters
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return None if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()) else set(params)
 
 
 def children_except_head(module: nn.Module, head: str = "head") -> list[nn.Module]:

@@ -4,7 +4,7 @@ Lightning's progress bar runs on rank 0 alone. At the end of a training epoch it
 aggregated logged values *before* the task's ``on_train_epoch_end`` runs, and reading a value logged with
 ``sync_dist=True`` (such as ``train_loss``) starts an all-reduce. Rank 0 then waits in that all-reduce
 while the other ranks have moved on to the next collective (the task's metric synchronisation), and the
-run hangs. :class:`EpochMetricsSync` reads the same values on every rank at those hooks, so every rank
+run hangs. :class:`EpochMetricsSync` reads the same values on every rank at that hook, so every rank
 starts the same collectives in the same order; on rank 0 the progress bar then finds them computed.
 """
 
@@ -19,16 +19,11 @@ class EpochMetricsSync(Callback):
     """Compute the epoch's logged values on every process where rank 0's progress bar reads them.
 
     :class:`~core.training.BaseTask` adds it through ``configure_callbacks``; its place among the
-    callbacks does not matter, as long as it runs in the same hooks (before the task's hooks, which is
-    where Lightning calls every callback).
+    callbacks does not matter: Lightning calls every callback's ``on_train_epoch_end`` before the task's.
     """
 
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         """Read the epoch-level values of the training loop on every process."""
-        self._read(trainer)
-
-    def on_validation_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        """Read the values shown after validation on every process."""
         self._read(trainer)
 
     @staticmethod

@@ -65,7 +65,9 @@ class LOBDataModule(BaseDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size or 4 * batch_size, num_workers)
+        super().__init__(
+            batch_size, 4 * batch_size if eval_batch_size is None else eval_batch_size, num_workers
+        )
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
         if not horizons or any(h < 1 for h in horizons) or len(set(horizons)) != len(horizons):
@@ -280,8 +282,6 @@ class LOBSTERDataModule(LOBDataModule):
         files = self.split_files[split]
         if self.fractions is None or (split == "predict" and self._explicit_predict):
             return [Segment(d, p, 0, len(self._load_day(p))) for d, p in enumerate(files)]
-        if not self.fractions[("train", "val", "test").index("test" if split == "predict" else split)]:
-            return []
         lengths = [len(self._load_day(p)) for p in files]
         return fraction_segments(files, lengths, self.fractions, "test" if split == "predict" else split)
 
