@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from benchmarks.memory import peak_rss_mib
 from core.attention.gates import ConcatAttentionGate
 from core.utils import require
-from domains.medical.models import AGUNet
+from domains.medical.models import AGUNet, UNet
 
 __all__ = ["SlidingWindowResult", "TrainRow", "build_parser", "main", "peak_rss_mib", "run"]
 
@@ -109,13 +109,7 @@ def _networks(args: argparse.Namespace) -> dict[str, nn.Module]:
     if args.monai_cl:
         nets[REFERENCE_CL] = monai().to(memory_format=_memory_format(d))
     return nets | {
-        LIKE_FOR_LIKE: AGUNet(
-            **common,
-            channels=list(channels),
-            gate=ConcatAttentionGate,
-            multiscale_input=False,
-            deep_supervision=False,
-        ),
+        LIKE_FOR_LIKE: UNet(**common, channels=list(channels), gate=ConcatAttentionGate),
         "agunet": AGUNet(**common, channels=list(channels)),
     }
 

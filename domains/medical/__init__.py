@@ -19,8 +19,19 @@ from domains.medical.layouts import CaseFolderDataModule, DecathlonDataModule  #
 from domains.medical.models import AGUNet, DAGUNet, DAUNet, QTSeg, SegmentationNetwork, UNet  # noqa: E402
 from domains.medical.module import SegmentationTask  # noqa: E402
 
-__all__ = ["DOMAIN", "CaseFolderDataModule", "DecathlonDataModule", "MedicalDataModule", "SegmentationTask"]
-__all__ += ["AGUNet", "DAGUNet", "DAUNet", "QTSeg", "SegmentationNetwork", "UNet"]  # the networks
+__all__ = [
+    "DOMAIN",
+    "AGUNet",
+    "CaseFolderDataModule",
+    "DAGUNet",
+    "DAUNet",
+    "DecathlonDataModule",
+    "MedicalDataModule",
+    "QTSeg",
+    "SegmentationNetwork",
+    "SegmentationTask",
+    "UNet",
+]
 
 DOMAIN = Domain(
     name="medical", smoke_config=Path(__file__).resolve().parents[2] / "configs" / "medical" / "smoke.yaml"

@@ -11,7 +11,8 @@ read, so discovery and :func:`check_headers` are fast even for large datasets an
 * :func:`folder_cases`: one sub-folder per case, found by a glob relative to ``root`` (``*``, or ``*/*`` for
   BraTS ``train/`` + ``validation/``), with one file-name glob per modality and one for the label.
 * :func:`image_file_cases`: every NIfTI file of a folder is one unlabelled case (prediction inputs).
-* :func:`check_headers`: same spatial shape and affine for all modalities and the label of each case.
+* :func:`check_headers`: same spatial shape and affine for all modalities and the label of each case;
+  :func:`case_channels` counts a case's channels from its headers.
 """
 
 import json
@@ -28,6 +29,7 @@ __all__ = [
     "Case",
     "Datalist",
     "LabelMap",
+    "case_channels",
     "case_id_from_file",
     "check_headers",
     "check_label_map",
@@ -278,6 +280,20 @@ def _header(path: str) -> tuple[tuple[int, ...], np.ndarray]:
     return tuple(int(s) for s in image.shape), np.asarray(image.affine, dtype=np.float64)
 
 
+def _channels(shape: tuple[int, ...]) -> int:
+    """Channels of an image file of ``shape``: C for a 4-D ``(X, Y, Z, C)`` file, else 1."""
+    return shape[3] if len(shape) == 4 else 1
+
+
+def case_channels(case: Case) -> int:
+    """Channels of a case's image files, from their headers (a 4-D ``(X, Y, Z, C)`` file counts C).
+
+    Raises:
+        ValueError: On an unreadable header.
+    """
+    return sum(_channels(_header(path)[0]) for path in case["image"])
+
+
 def _spatial(shape: tuple[int, ...]) -> tuple[int, ...]:
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
@@ -309,7 +325,7 @@ def check_headers(cases: list[Case], atol: float = AFFINE_ATOL, in_channels: int
                 kind = "label map" if is_label else "image"
                 raise ValueError(f"case {case['case']}: {path} has shape {shape}, expected a 3-D {kind}")
             if not is_label:
-                channels += shape[3] if len(shape) == 4 else 1
+                channels += _channels(shape)
             if _spatial(shape) != _spatial(ref_shape):
                 raise ValueError(
                     f"case {case['case']}: spatial shape mismatch: {ref_file} has shape {ref_shape} but "

@@ -15,14 +15,15 @@ the batch contracts of the segmentation task:
 """
 
 import tempfile
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from lightning.pytorch.utilities import rank_zero_info
+from monai.data import DataLoader
 from torch.utils.data import Dataset
 
 from core.data import BaseDataModule, Split
-from core.utils import require
 from domains.medical.caching import CacheMode, cache_folder, case_dataset
 from domains.medical.cases import (
     AFFINE_ATOL,
@@ -45,10 +46,11 @@ hyper-parameters, since the task's hold the resolved values under the same names
 class MedicalDataModule(BaseDataModule):
     """Base of the segmentation datamodules: options, splits, pipelines, caching and loader options.
 
-    Subclasses provide :meth:`_discover` (the labelled cases), :meth:`_discover_predict` (the cases of
-    ``predict_root``), :meth:`_input_folders` and call :meth:`_finish_init` with ``in_channels`` and the
-    dataset's class names. The sizes the task needs (:attr:`links`) are attributes right after ``__init__``;
-    images are read only in ``setup`` (every process builds its own datasets, so it is DDP-safe).
+    Subclasses provide :meth:`_discover` (the labelled cases), :meth:`_discover_predict` (the cases of their
+    prediction inputs, None without any), :meth:`_input_folders` and call :meth:`_finish_init` with
+    ``in_channels`` and the dataset's class names. The sizes the task needs (:attr:`links`) are attributes
+    right after ``__init__``; images are read only in ``setup`` (every process builds its own datasets, so it
+    is DDP-safe).
 
     Args:
         num_classes: Classes including background. Default: from ``label_map`` (``binary`` → 2, a dict →
@@ -107,6 +109,9 @@ class MedicalDataModule(BaseDataModule):
         "class_names": "class_names",
     }
     sample_name: ClassVar[str] = "cases"
+    # MONAI's DataLoader seeds the random transforms of a dataset loaded in the main process (a plain one
+    # would leave them unseeded), and defaults to its collate and worker seeding.
+    loader_class: ClassVar[type[DataLoader]] = DataLoader
 
     def __init__(
         self,
@@ -145,10 +150,6 @@ class MedicalDataModule(BaseDataModule):
         predict_root: str | None = None,
         affine_atol: float = AFFINE_ATOL,
     ) -> None:
-        require("nibabel", "medical")
-        # MONAI's DataLoader seeds the random transforms of a dataset loaded in the main process (a plain one
-        # would leave them unseeded), and defaults to its collate and worker seeding.
-        self.loader_class = require("monai.data", "medical").DataLoader
         super().__init__(batch_size=batch_size, eval_batch_size=1, num_workers=num_workers, pin_memory=False)
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
@@ -167,13 +168,14 @@ class MedicalDataModule(BaseDataModule):
             raise ValueError(f"normalize must be zscore, range, percentile or none, got {normalize!r}")
         if normalize == "range" and (intensity_range is None or len(intensity_range) != 2):
             raise ValueError("normalize='range' needs intensity_range=[a_min, a_max]")
-        for name, p in (("flip_prob", flip_prob), ("intensity_scale_prob", intensity_scale_prob)):
+        probabilities = {
+            "flip_prob": flip_prob,
+            "intensity_scale_prob": intensity_scale_prob,
+            "intensity_shift_prob": intensity_shift_prob,
+        }
+        for name, p in probabilities.items():
             if not 0 <= p <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
-        if not 0 <= intensity_shift_prob <= 1:
-            raise ValueError(
-                f"intensity_shift_prob must be a probability in [0, 1], got {intensity_shift_prob}"
-            )
         if cache not in ("none", "memory", "disk"):
             raise ValueError(f"cache must be none, memory or disk, got {cache!r}")
         self.label_map = check_label_map(label_map)
@@ -289,8 +291,8 @@ class MedicalDataModule(BaseDataModule):
         """The labelled cases (train/val/test pool)."""
         raise NotImplementedError
 
-    def _discover_predict(self) -> list[Case]:
-        """The cases of ``predict_root``."""
+    def _discover_predict(self) -> list[Case] | None:
+        """The cases of the prediction inputs (``predict_root``, ...), or None when none are given."""
         raise NotImplementedError
 
     def _input_folders(self) -> list[Path]:
@@ -334,10 +336,18 @@ class MedicalDataModule(BaseDataModule):
             )
         return self.splits[split]
 
+    @cached_property
+    def predict_inputs(self) -> list[Case] | None:
+        """The cases of the prediction inputs, discovered once (files checked to exist).
+
+        None when no prediction input is given: the test split's images are predicted then.
+        """
+        return self._discover_predict()
+
     def _predict_cases(self) -> list[Case]:
-        if self.predict_root is None:
+        cases = self.predict_inputs
+        if cases is None:
             return [{**c, "label": None} for c in self.split_of("test")]
-        cases = self._discover_predict()
         check_headers(cases, atol=self.affine_atol, in_channels=self.in_channels)
         return cases
 
@@ -345,12 +355,10 @@ class MedicalDataModule(BaseDataModule):
 
     def build_dataset(self, split: Split) -> Dataset | None:
         """The MONAI dataset of ``split`` (None without cases); training and evaluation may be cached."""
-        from monai.data import Dataset as MonaiDataset
-
         if split == "predict":
             items = [{"case": c["case"], "image": c["image"]} for c in self._predict_cases()]
             # Never cached: Invertd checks the ids of the transforms recorded in each item.
-            return MonaiDataset(items, transform=self.predict_transform) if items else None
+            return case_dataset(items, self.predict_transform, "none") if items else None
         cases = self.split_of(split)
         if not cases:
             return None

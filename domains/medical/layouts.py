@@ -11,7 +11,8 @@ from typing import Any
 
 from domains.medical.cases import (
     Case,
-    check_headers,
+    Datalist,
+    case_channels,
     decathlon_cases,
     folder_cases,
     image_file_cases,
@@ -49,39 +50,18 @@ class DecathlonDataModule(MedicalDataModule):
         self.root = Path(root)
         self.datalist = read_datalist(self.root, datalist)
         self.predict_files = list(predict_files) if predict_files is not None else None
-        channels = len(self.datalist.modalities) or self._header_channels()
+        # Without "modality" entries: the channels of the first case's image headers (the cases are
+        # discovered once, here).
+        channels = len(self.datalist.modalities) or case_channels(self.labelled_cases()[0])
         self._finish_init(channels, self.datalist.labels)
-
-    def _header_channels(self) -> int:
-        """Channels of the first training image (header only) when the datalist names no modality."""
-        cases = decathlon_cases(self.datalist)
-        if not cases:
-            raise ValueError(f"{self.datalist.path} has no training entry")
-        import nibabel as nib
-
-        total = 0
-        for path in cases[0]["image"]:
-            shape = nib.load(path).shape
-            total += shape[3] if len(shape) == 4 else 1
-        return total
 
     def _discover(self) -> list[Case]:
         return decathlon_cases(self.datalist)
 
-    def _discover_predict(self) -> list[Case]:
+    def _discover_predict(self) -> list[Case] | None:
         if self.predict_files is not None:
-            return decathlon_cases(
-                type(self.datalist)(self.datalist.path, self.root, test=list(self.predict_files)), "test"
-            )
-        assert self.predict_root is not None
-        return image_file_cases(self.predict_root)
-
-    def _predict_cases(self) -> list[Case]:
-        if self.predict_files is not None:
-            cases = self._discover_predict()
-            check_headers(cases, atol=self.affine_atol, in_channels=self.in_channels)
-            return cases
-        return super()._predict_cases()
+            return decathlon_cases(Datalist(self.datalist.path, self.root, test=self.predict_files), "test")
+        return image_file_cases(self.predict_root) if self.predict_root is not None else None
 
     def _input_folders(self) -> list[Path]:
         return [self.root, self.datalist.path]
@@ -90,7 +70,7 @@ class DecathlonDataModule(MedicalDataModule):
         """The root, the datalist, every case file and the prediction inputs."""
         paths = super().input_paths()
         if self.predict_files is not None:
-            paths += [Path(c["image"][0]) for c in self._discover_predict()]
+            paths += [Path(c["image"][0]) for c in self.predict_inputs or []]
         return list(dict.fromkeys(paths))
 
 
@@ -127,8 +107,9 @@ class CaseFolderDataModule(MedicalDataModule):
     def _discover(self) -> list[Case]:
         return folder_cases(self.root, self.case_glob, self.modalities, self.label)
 
-    def _discover_predict(self) -> list[Case]:
-        assert self.predict_root is not None
+    def _discover_predict(self) -> list[Case] | None:
+        if self.predict_root is None:
+            return None
         return folder_cases(
             self.predict_root, self.case_glob, self.modalities, self.label, require_label=False
         )

@@ -32,7 +32,6 @@ from core.attention import AttentionFactory
 from core.training import BaseTask
 from core.training.base_task import Stage
 from core.training.plots import segmentation_figure
-from core.utils import require
 from domains.medical.losses import DeepSupervisionLoss, segmentation_loss
 from domains.medical.metrics import SegmentationEvaluation
 from domains.medical.models import AGUNet, SegmentationNetworkFactory
@@ -115,7 +114,6 @@ class SegmentationTask(BaseTask):
         class_names: list[str] | None = None,
         pretrained: str | None = None,
     ) -> None:
-        require("monai", "medical")
         self.network_factory: SegmentationNetworkFactory = network or AGUNet
         self.attention = attention
         super().__init__(pretrained=pretrained)

@@ -26,7 +26,13 @@ from domains.recsys.batching import (
 )
 from domains.recsys.data import SequenceData
 from domains.recsys.preprocess import build_sequences
-from domains.recsys.readers import column_options, detect_format, read_interactions, read_named_sequences
+from domains.recsys.readers import (
+    FORMATS,
+    column_options,
+    detect_format,
+    read_interactions,
+    read_named_sequences,
+)
 from domains.recsys.splits import (
     Samples,
     leave_one_out,
@@ -41,7 +47,7 @@ __all__ = ["SeqRecDataModule"]
 
 IN_MEMORY = "<in-memory SequenceData>"
 CHOICES = {
-    "format": ("auto", "recbole", "sequence", "ml100k", "ml1m", "csv"),
+    "format": ("auto", *FORMATS),
     "split": ("leave_one_out", "time_ratio"),
     "ranking": ("full", "uni100", "pop100"),
     "train_windows": ("last", "random", "prefix"),
@@ -191,11 +197,11 @@ class SeqRecDataModule(BaseDataModule):
         self.seed = seed
         self._source: SequenceData | None = None  # in-memory data (from_sequences) or the preprocessed file
         self.preprocess_report: Any = None
-        self._prepared = False
         self.clean_data: SequenceData | None = None
-        self.data: SequenceData | None = None
+        self.data: SequenceData | None = None  # set by _prepare, with everything else it derives
         self.split_info: SequenceSplit | None = None
         self._item_counts: Tensor | None = None
+        self._samples: dict[str, Samples] = {}
         self._collates: dict[Split, TrainBatchCollate | EvalBatchCollate] = {}
 
     @classmethod
@@ -211,13 +217,12 @@ class SeqRecDataModule(BaseDataModule):
     # ------------------------------------------------------------------ the BaseDataModule hooks
 
     def build_dataset(self, split: Split) -> IndexDataset | None:
-        """The sample indices of ``split`` (every split is prepared at once: they share the reading).
+        """The sample indices of ``split`` (the splits share one reading, split and noise: :meth:`_prepare`).
 
         A validation split without any target (``time_ratio`` with a validation ratio of 0) is None, so
         validation is skipped.
         """
-        self._prepare()
-        size = len(self._collates[split])
+        size = len(self._collate(split))
         return None if split == "val" and size == 0 else IndexDataset(size)
 
     def input_paths(self) -> list[Path]:
@@ -229,8 +234,7 @@ class SeqRecDataModule(BaseDataModule):
 
     def loader_options(self, split: Split) -> dict[str, Any]:
         """The split's collate function; training batches are shuffled by a generator seeded with ``seed``."""
-        self._prepare()
-        options: dict[str, Any] = {"collate_fn": self._collates[split]}
+        options: dict[str, Any] = {"collate_fn": self._collate(split)}
         if split == "train":
             options["generator"] = torch.Generator().manual_seed(self.seed)
         return options
@@ -318,8 +322,8 @@ class SeqRecDataModule(BaseDataModule):
         return self._source
 
     def _prepare(self) -> None:
-        """Split, add noise, count and build every split's collate function (once)."""
-        if self._prepared:
+        """Split, add noise, count the training items and list every split's samples (once)."""
+        if self.data is not None:
             return
         clean = self._load()
         if self.split == "leave_one_out":
@@ -329,43 +333,54 @@ class SeqRecDataModule(BaseDataModule):
         data = clean
         if self.noise_prob > 0:
             data = noisy_training_prefixes(clean, split.train_end, self.noise_prob, seed=self.noise_seed)
-        counts = training_item_counts(data, split.train_end)
-        samples = split_samples(clean, split)
-        self._collates = {
-            "train": TrainBatchCollate(
+        self._item_counts = training_item_counts(data, split.train_end)
+        self._samples = split_samples(clean, split)
+        self.clean_data, self.data, self.split_info = clean, data, split
+        rank_zero_info(self.describe())
+
+    def _collate(self, split: Split) -> TrainBatchCollate | EvalBatchCollate:
+        """The collate function of ``split``, built on first use.
+
+        So a stage builds only its own splits: ``fit`` neither reads ``predict_file`` nor draws the test
+        negatives, ``test`` builds no training windows.
+        """
+        if split not in self._collates:
+            self._prepare()
+            self._collates[split] = self._build_collate(split)
+        return self._collates[split]
+
+    def _build_collate(self, split: Split) -> TrainBatchCollate | EvalBatchCollate:
+        """The collate function of ``split`` over the prepared (possibly noisy) items."""
+        assert self.data is not None and self._item_counts is not None
+        data, samples = self.data, self._samples
+        if split == "train":
+            return TrainBatchCollate(
                 data.items, *samples["train"], self.max_len + 1, self.train_windows, self.trim
             )
-        }
-        for name in ("val", "test"):
-            users, starts, targets = samples[name]
-            candidates = None
-            if self.ranking != "full":
-                candidates = sample_negatives(
-                    data.items,
-                    starts,
-                    targets,
-                    clean.num_items,
-                    self.num_negatives,
-                    weights=counts.float() if self.ranking == "pop100" else None,
-                    seed=self.seed + (0 if name == "val" else 1),
-                    users=[clean.user_ids[u] for u in users.tolist()],
-                )
-            self._collates[name] = EvalBatchCollate(
-                data.items, users, starts, targets, self.max_len, candidates=candidates, trim=self.trim
-            )
-        if self.predict_file:
-            self._collates["predict"] = self._predict_file_collate(self.predict_file)
-        else:
+        if split == "predict":
+            if self.predict_file:
+                return self._predict_file_collate(self.predict_file)
             predict = samples["predict"]
             if self.predict_users is not None:
-                predict = Samples(*(t[self.encode_users(self.predict_users)] for t in predict))
-            self._collates["predict"] = EvalBatchCollate(
-                data.items, *predict, self.max_len, predict=True, trim=self.trim
+                chosen = self.encode_users(self.predict_users)
+                predict = Samples(*(t[chosen] for t in predict))
+            return EvalBatchCollate(data.items, *predict, self.max_len, predict=True, trim=self.trim)
+        users, starts, targets = samples[split]
+        candidates = None
+        if self.ranking != "full":
+            candidates = sample_negatives(
+                data.items,
+                starts,
+                targets,
+                data.num_items,
+                self.num_negatives,
+                weights=self._item_counts.float() if self.ranking == "pop100" else None,
+                seed=self.seed + (0 if split == "val" else 1),
+                users=[data.user_ids[u] for u in users.tolist()],
             )
-        self.clean_data, self.data, self.split_info = clean, data, split
-        self._item_counts = counts
-        self._prepared = True
-        rank_zero_info(self.describe())
+        return EvalBatchCollate(
+            data.items, users, starts, targets, self.max_len, candidates=candidates, trim=self.trim
+        )
 
     def _predict_file_collate(self, path: str) -> EvalBatchCollate:
         """Prediction samples from a file of raw-id sequences, one per sequence, in file order."""
@@ -388,18 +403,20 @@ class SeqRecDataModule(BaseDataModule):
 
     def sample_count(self, split: Split) -> int:
         """Samples (users for train and predict, targets for val and test) of a split."""
-        self._prepare()
-        return len(self._collates[split])
+        return len(self._collate(split))
 
     def describe(self) -> str:
-        """Multi-line summary: data sizes, samples per split and the protocol."""
+        """Multi-line summary: data sizes, training and evaluation samples, and the protocol.
+
+        The prediction samples are counted by :meth:`summary` once that split is set up.
+        """
         lines = [repr(self)]
-        if self._prepared and self.data is not None:
-            d, n = self.data, {split: len(collate) for split, collate in self._collates.items()}
+        if self.data is not None:
+            d, n = self.data, {split: len(samples.users) for split, samples in self._samples.items()}
             lines.append(
                 f"  {d.num_users} users, {d.num_items} items, {d.num_interactions} interactions; samples: "
                 f"train {n['train']} ({d.num_users - n['train']} users with < {MIN_TRAIN_ITEMS} training "
-                f"items skipped), val {n['val']}, test {n['test']}, predict {n['predict']}"
+                f"items skipped), val {n['val']}, test {n['test']}"
             )
         return "\n".join([*lines, f"  protocol: {self.protocol}"])
 

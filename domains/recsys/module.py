@@ -138,13 +138,15 @@ class SequentialRecommendation(BaseTask):
         if objective == "none":
             return None
         if objective == "cloze":
-            loss = self._cloze_loss(items[:, 1:])
+            inputs = items[:, 1:]
+            loss = self._cloze_loss(inputs)
         elif objective == "last":
-            inputs, targets = items[:, :-1], items[:, -1]
-            loss = self._catalogue_ce(self.network.user_vector(inputs), targets)
+            inputs = items[:, :-1]
+            loss = self._catalogue_ce(self.network.user_vector(inputs), items[:, -1])
         else:
-            loss = self._causal_loss(items[:, :-1], items[:, 1:])
-        extra = self.network.extra_loss(items[:, :-1]) if objective != "cloze" else None
+            inputs = items[:, :-1]
+            loss = self._causal_loss(inputs, items[:, 1:])
+        extra = self.network.extra_loss(inputs)
         if extra is not None:
             loss = loss + extra
         return self.log_loss("train", loss, len(items))

@@ -29,7 +29,6 @@ from domains.recsys.preprocess import inject_noise  # re-exported: noise is appl
 __all__ = [
     "Samples",
     "Split",
-    "in_training_prefix",
     "inject_noise",
     "leave_one_out",
     "noisy_training_prefixes",
@@ -200,14 +199,14 @@ def _first_per_user(mask: np.ndarray, user: np.ndarray) -> np.ndarray:
     return out
 
 
-def in_training_prefix(data: SequenceData, train_end: Tensor) -> Tensor:
+def _in_training_prefix(data: SequenceData, train_end: Tensor) -> Tensor:
     """``(T,)`` bool: whether each interaction lies in its user's training prefix (before ``train_end``)."""
     return torch.arange(data.num_interactions) < torch.repeat_interleave(train_end, data.lengths)
 
 
 def training_item_counts(data: SequenceData, train_end: Tensor) -> Tensor:
     """``(num_items + 1,)`` int64 interactions per item in the training prefixes (index 0, padding: 0)."""
-    counts = torch.bincount(data.items[in_training_prefix(data, train_end)], minlength=data.num_items + 1)
+    counts = torch.bincount(data.items[_in_training_prefix(data, train_end)], minlength=data.num_items + 1)
     counts[0] = 0
     return counts
 
@@ -229,7 +228,7 @@ def noisy_training_prefixes(clean: SequenceData, train_end: Tensor, p: float, *,
         The noisy sequences (same offsets, ids and timestamps).
     """
     n_train = train_end - clean.offsets[:-1]
-    prefix_of = in_training_prefix(clean, train_end)
+    prefix_of = _in_training_prefix(clean, train_end)
     prefixes = SequenceData(
         items=clean.items[prefix_of],
         offsets=torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(n_train, 0)]),

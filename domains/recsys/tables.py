@@ -30,7 +30,6 @@ __all__ = [
     "first_bad",
     "float_column",
     "id_column",
-    "pandas_module",
     "read_table",
     "read_text",
     "require_rows",
@@ -94,7 +93,7 @@ class Interactions:
         )
 
 
-def pandas_module() -> ModuleType:
+def _pandas() -> ModuleType:
     """pandas, or an ImportError naming the ``recsys`` extra."""
     return require("pandas", "recsys")
 
@@ -140,7 +139,7 @@ def read_table(
     Blank lines are kept as rows of empty strings (dropped later) so that row ``i`` is line
     ``i + 1 + has_header``.
     """
-    pd = pandas_module()
+    pd = _pandas()
     text = read_text(path, encoding)
     if len(sep) > 1:  # '::' (ML-1M): turn into a single-character separator so the C parser can be used
         if "\t" in text:
@@ -192,7 +191,7 @@ def first_bad(bad: np.ndarray) -> int:
 
 def id_column(df: Any, col: str, lines: np.ndarray, path: Path, *, field: str, integer: bool) -> np.ndarray:
     """A required id column: no empty values; ``integer=True`` parses int64, else keeps string tokens."""
-    pd = pandas_module()
+    pd = _pandas()
     series = df[col]
     empty = (series == "").to_numpy()
     if empty.any():
@@ -213,7 +212,7 @@ def id_column(df: Any, col: str, lines: np.ndarray, path: Path, *, field: str, i
 
 def float_column(df: Any, col: str, lines: np.ndarray, path: Path, *, field: str) -> np.ndarray:
     """A numeric column as float64; empty, non-numeric or non-finite values are errors."""
-    pd = pandas_module()
+    pd = _pandas()
     series = df[col]
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(values)
@@ -228,7 +227,7 @@ def float_column(df: Any, col: str, lines: np.ndarray, path: Path, *, field: str
 
 def datetime_column(df: Any, col: str, lines: np.ndarray, path: Path, *, field: str) -> np.ndarray:
     """A date/time column (ISO 8601) as float64 seconds since the epoch (UTC)."""
-    pd = pandas_module()
+    pd = _pandas()
     series = df[col]
     parsed = pd.to_datetime(series, format="ISO8601", utc=True, errors="coerce")
     bad = parsed.isna().to_numpy()
