@@ -4,9 +4,9 @@ The callback hands what ``predict_step`` returns to the task, so each domain dec
 for finance, NIfTI for medical, ...) while the callback owns where files go and the safety checks. A task
 implements one of two hooks:
 
-* ``write_predictions(predictions, output_dir, rank, world)``: called once per epoch with every batch of
-  this rank (small outputs: one CSV or JSONL file per rank);
-* ``write_prediction_batch(prediction, output_dir, rank, world)``: called after every batch, for outputs
+* ``write_predictions(predictions, output_dir)``: called once per epoch with every batch of this rank
+  (small outputs: one CSV or JSONL file per rank, named by ``BaseTask.prediction_path``);
+* ``write_prediction_batch(prediction, output_dir)``: called after every batch, for outputs
   too large to hold for a whole epoch (one NIfTI volume per case). The CLI's ``predict`` then keeps
   nothing in memory (``return_predictions`` defaults to False).
 """
@@ -50,12 +50,14 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, output_dir: str | None = None) -> None:
         super().__init__(write_interval="epoch")
         self.output_dir = output_dir
+        self._checked: Path | None = None
 
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         """Write per batch when the task has ``write_prediction_batch``, else once per epoch."""
         if stage == "predict":
             per_batch = callable(getattr(pl_module, "write_prediction_batch", None))
             self.interval = WriteInterval.BATCH if per_batch else WriteInterval.EPOCH
+            self._checked = None
 
     def resolve_output_dir(self, trainer: "pl.Trainer") -> Path:
         """The folder predictions go to for this trainer."""
@@ -64,12 +66,14 @@ class PredictionWriter(BasePredictionWriter):
         return Path(trainer.log_dir or trainer.default_root_dir) / "predictions"
 
     def checked_output_dir(self, trainer: "pl.Trainer") -> Path:
-        """The output folder, refused if it lies among the inputs, created if needed."""
-        output_dir = self.resolve_output_dir(trainer)
-        inputs = getattr(trainer.datamodule, "input_paths", lambda: [])()
-        check_output_dir(output_dir, [Path(p) for p in inputs])
-        output_dir.mkdir(parents=True, exist_ok=True)
-        return output_dir
+        """The output folder, refused if it lies among the inputs, created if needed (checked once a run)."""
+        if self._checked is None:
+            output_dir = self.resolve_output_dir(trainer)
+            inputs = getattr(trainer.datamodule, "input_paths", lambda: [])()
+            check_output_dir(output_dir, [Path(p) for p in inputs])
+            output_dir.mkdir(parents=True, exist_ok=True)
+            self._checked = output_dir
+        return self._checked
 
     def write_on_batch_end(
         self,
@@ -83,9 +87,7 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         """Let the task write this batch's predictions."""
         output_dir = self.checked_output_dir(trainer)
-        written = pl_module.write_prediction_batch(
-            prediction, output_dir, trainer.global_rank, trainer.world_size
-        )
+        written = pl_module.write_prediction_batch(prediction, output_dir)
         rank_zero_info(f"prediction written to {written}")
 
     def write_on_epoch_end(
@@ -104,5 +106,5 @@ class PredictionWriter(BasePredictionWriter):
             )
         output_dir = self.checked_output_dir(trainer)
         batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
-        written = writer(batches, output_dir, trainer.global_rank, trainer.world_size)
+        written = writer(batches, output_dir)
         rank_zero_info(f"predictions written to {written}")

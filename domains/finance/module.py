@@ -131,16 +131,12 @@ class LOBClassifier(BaseTask):
         """The confusion matrix of a horizon (``val_confusion_h10``) as an annotated heat map."""
         return confusion_matrix_figure(value, self.class_names, tag) if "_confusion_h" in tag else None
 
-    def write_predictions(
-        self, predictions: Sequence[dict[str, Tensor]], output_dir: Path, rank: int, world: int
-    ) -> Path:
+    def write_predictions(self, predictions: Sequence[dict[str, Tensor]], output_dir: Path) -> Path:
         """Write one CSV row per window: its time, then per horizon the three probabilities and the class.
 
         Args:
             predictions: What :meth:`predict_step` returned for each batch of this rank.
             output_dir: Destination folder (checked by :class:`~core.training.PredictionWriter`).
-            rank: Global rank of this process.
-            world: Number of processes; with several, each writes ``predictions-rank<r>.csv``.
 
         Returns:
             The path written.

@@ -189,16 +189,12 @@ class SegmentationTask(BaseTask):
         """Say how evaluation works, once."""
         self._log_protocol()
 
-    def write_prediction_batch(
-        self, prediction: dict[str, Any], output_dir: Path, rank: int, world: int
-    ) -> list[Path]:
+    def write_prediction_batch(self, prediction: dict[str, Any], output_dir: Path) -> list[Path]:
         """Map each label map back to its original image space and save it as ``<case>_seg.nii.gz``.
 
         Args:
             prediction: What :meth:`predict_step` returned for one batch.
             output_dir: Destination folder (checked by :class:`~core.training.PredictionWriter`).
-            rank: Global rank (unused: file names are per case, so ranks never collide).
-            world: Number of processes (unused).
 
         Returns:
             The files written.

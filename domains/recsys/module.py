@@ -178,16 +178,12 @@ class SequentialRecommendation(BaseTask):
         self._fit_popularity(required=False)
         self._log_protocol("test")
 
-    def write_predictions(
-        self, predictions: Sequence[dict[str, Tensor]], output_dir: Path, rank: int, world: int
-    ) -> Path:
+    def write_predictions(self, predictions: Sequence[dict[str, Tensor]], output_dir: Path) -> Path:
         """Write the top-k items per user as JSON lines: raw user id, raw item ids and scores.
 
         Args:
             predictions: What :meth:`predict_step` returned for each batch of this rank.
             output_dir: Destination folder (checked by :class:`~core.training.PredictionWriter`).
-            rank: Global rank of this process.
-            world: Number of processes; with several, each writes ``recommendations-rank<r>.jsonl``.
 
         Returns:
             The path written.

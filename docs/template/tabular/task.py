@@ -81,7 +81,7 @@ class TabularClassifier(BaseTask):
         """Class probabilities of each row."""
         return self(batch[0]).softmax(dim=-1)
 
-    def write_predictions(self, predictions: list[Tensor], output_dir: Path, rank: int, world: int) -> Path:
+    def write_predictions(self, predictions: list[Tensor], output_dir: Path) -> Path:
         """One CSV row of class probabilities per table row (one file per process)."""
         path = self.prediction_path(output_dir, "predictions", ".csv")
         names = self.hparams.class_names or [str(i) for i in range(self.hparams.num_classes)]
