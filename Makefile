@@ -4,17 +4,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnlab-installed
-EXTRAS ?= finance,recsys,medical,dev
+EXTRAS ?= finance,recsys,medical,speech,speech-quality,remote-sensing,video,dev
 SIM_DIR := data/finance/sim
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: demo demo-finance demo-medical demo-recsys test lint format bench lock clean-demo help
+.PHONY: demo demo-finance demo-medical demo-recsys demo-speech demo-video demo-remote-sensing test lint format bench lock clean-demo help
 
 help:
 	@echo "make demo   - create .venv, install, then demo-finance and demo-medical"
 	@echo "make demo-finance - simulate a LOBSTER-format sample, train + test TLOB on it"
 	@echo "make demo-medical - train + test AGUNet on the embedded MSD hippocampus cases, predict NIfTI masks"
 	@echo "make demo-recsys - simulate interaction sequences, train + test SASRec on them"
+	@echo "make demo-speech - train a small Conv-TasNet on the embedded speech (3 min), print SI-SDRi on 5 Libri2Mix mixtures"
+	@echo "make demo-video - arrow-of-time TimeSformer and a two-scene video DiT on the embedded clips, mp4 samples"
+	@echo "make demo-remote-sensing - Statlog transformer + LWGANet cloud mask on embedded data, GeoTIFF prediction"
 	@echo "make test   - lint (ruff, import layering) and the test suite"
 	@echo "make bench  - CPU benchmarks (ratios against a reference measured in the same run)"
 	@echo "make lock   - re-pin constraints.txt from the current .venv"
@@ -43,6 +46,24 @@ demo-medical: $(STAMP)
 	$(BIN)/attnlab predict --config $(MEDICAL_DEMO) --ckpt_path best \
 		--prediction_writer.output_dir runs/medical/agunet_hippocampus/predictions
 
+VIDEO_CLS_DEMO := configs/video/smoke.yaml
+VIDEO_GEN_DEMO := configs/video/demo_dit.yaml
+
+demo-video: $(STAMP)
+	$(BIN)/attnlab fit --config $(VIDEO_CLS_DEMO) --trainer.default_root_dir runs/video/demo_classifier
+	$(BIN)/attnlab test --config $(VIDEO_CLS_DEMO) --trainer.default_root_dir runs/video/demo_classifier --ckpt_path best
+	$(BIN)/attnlab fit --config $(VIDEO_GEN_DEMO)
+	$(BIN)/attnlab predict --config $(VIDEO_GEN_DEMO) --ckpt_path best \
+		--prediction_writer.output_dir runs/video/demo_dit/samples
+
+SPEECH_DEMO := configs/speech/demo_cpu.yaml
+
+demo-speech: $(STAMP)
+	$(BIN)/attnlab fit --config $(SPEECH_DEMO)
+	$(BIN)/attnlab test --config $(SPEECH_DEMO) --ckpt_path best
+	$(BIN)/attnlab predict --config $(SPEECH_DEMO) --ckpt_path best \
+		--prediction_writer.output_dir runs/speech/demo_cpu/predictions
+
 RECSYS_SIM := data/recsys/sim/recsys-sim.inter
 
 $(RECSYS_SIM): data/recsys/simulate_sequences.py | $(STAMP)
@@ -51,6 +72,19 @@ $(RECSYS_SIM): data/recsys/simulate_sequences.py | $(STAMP)
 demo-recsys: $(STAMP) $(RECSYS_SIM)
 	$(BIN)/attnlab fit --config configs/recsys/sasrec_sim.yaml
 	$(BIN)/attnlab test --config configs/recsys/sasrec_sim.yaml --ckpt_path best
+
+RS_STATLOG := configs/remote_sensing/smoke.yaml
+RS_CLOUD := configs/remote_sensing/lwganet_cloud_embedded.yaml
+
+demo-remote-sensing: $(STAMP)
+	$(BIN)/attnlab fit --config $(RS_STATLOG) --trainer.max_epochs=20 \
+		--trainer.default_root_dir=runs/remote_sensing/demo_statlog
+	$(BIN)/attnlab test --config $(RS_STATLOG) --ckpt_path best \
+		--trainer.default_root_dir=runs/remote_sensing/demo_statlog
+	$(BIN)/attnlab fit --config $(RS_CLOUD)
+	$(BIN)/attnlab test --config $(RS_CLOUD) --ckpt_path best
+	$(BIN)/attnlab predict --config $(RS_CLOUD) --ckpt_path best \
+		--prediction_writer.output_dir runs/remote_sensing/lwganet_cloud_embedded/predictions
 
 # pytest exits 5 when it collects no test: that is a failure here, never a silent pass.
 test: $(STAMP) lint

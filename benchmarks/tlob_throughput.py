@@ -15,13 +15,20 @@ Run: ``python -m benchmarks.tlob_throughput [--batch 32 --steps 20 --device cpu 
 """
 
 import argparse
-import time
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmarks.timing import (
+    add_training_options,
+    alternating_steps_per_second,
+    count_parameters,
+    device_label,
+    start_run,
+    training_step,
+)
 from core.layers import Mlp, sinusoidal_positions
 from domains.finance.models import TLOB, BiN
 from domains.finance.models.common import build_head
@@ -100,59 +107,14 @@ class OfficialStyleTLOB(nn.Module):
         return self.head(x.reshape(x.shape[0], -1)).unsqueeze(1)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class _Trainer:
-    """One model, its Adam optimizer and a fixed random batch."""
-
-    def __init__(self, model: nn.Module, x: Tensor, y: Tensor) -> None:
-        self.model = model.train()
-        self.opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        self.x, self.y = x, y
-        self.seconds = 0.0
-        self.steps = 0
-
-    def step(self) -> None:
-        self.opt.zero_grad(set_to_none=True)
-        logits = self.model(self.x)
-        loss = F.cross_entropy(logits.flatten(0, 1), self.y.flatten())
-        loss.backward()
-        self.opt.step()
-
-    def timed(self, steps: int, device: torch.device) -> None:
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            self.step()
-        _sync(device)
-        self.seconds += time.perf_counter() - start
-        self.steps += steps
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse options (``argv``, default the command line), time both models per shape, print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per model and shape")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2, help="alternate the models this many times")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
+    add_training_options(parser, steps=20, warmup=3, steps_help="timed steps per model and shape")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        where = f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
-    else:
-        where = f"CPU, {torch.get_num_threads()} threads (torch {torch.__version__})"
+    device = start_run(args)
+    where = device_label(device)
     print(f"# TLOB training throughput (fwd + bwd + Adam), B={args.batch}, L=4, heads=1, fp32, {where}")
     print(
         "| shape | T | F | H ours / official | params ours | params official | ours (samples/s) "
@@ -162,20 +124,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name, f, t, hidden in SHAPES:
         x = torch.randn(args.batch, t, f, device=device)
         y = torch.randint(0, 3, (args.batch, 1), device=device)
-        ours = _Trainer(TLOB(num_features=f, seq_len=t, hidden_dim=hidden).to(device), x, y)
-        official = _Trainer(OfficialStyleTLOB(num_features=f, seq_len=t).to(device), x, y)
-        for trainer in (ours, official):
-            for _ in range(args.warmup):
-                trainer.step()
-        per_round = max(1, args.steps // args.rounds)
-        for _ in range(args.rounds):
-            ours.timed(per_round, device)
-            official.timed(per_round, device)
-        rate_ours = args.batch * ours.steps / ours.seconds
-        rate_official = args.batch * official.steps / official.seconds
+        ours = TLOB(num_features=f, seq_len=t, hidden_dim=hidden).to(device)
+        official = OfficialStyleTLOB(num_features=f, seq_len=t).to(device)
+        steps = {
+            name: training_step(
+                model,
+                torch.optim.Adam(model.parameters(), lr=1e-4),
+                lambda m, x=x, y=y: F.cross_entropy(m(x).flatten(0, 1), y.flatten()),
+            )
+            for name, model in (("ours", ours), ("official", official))
+        }
+        per_second = alternating_steps_per_second(steps, device, args.steps, args.warmup, args.rounds)
+        rate_ours = args.batch * per_second["ours"]
+        rate_official = args.batch * per_second["official"]
         print(
-            f"| {name} | {t} | {f} | {hidden} / {f} | {count_parameters(ours.model):,} "
-            f"| {count_parameters(official.model):,} | {rate_ours:.1f} | {rate_official:.1f} "
+            f"| {name} | {t} | {f} | {hidden} / {f} | {count_parameters(ours):,} "
+            f"| {count_parameters(official):,} | {rate_ours:.1f} | {rate_official:.1f} "
             f"| {rate_ours / rate_official:.2f}x |"
         )
 

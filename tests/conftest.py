@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,12 @@ import torch
 # triton.language is imported, which Lightning does, so it is set here before any test module loads.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# Lightning's Trainer is imported before any test module. typing caches unions by value, ignoring order:
+# torchaudio creates Optional[Union[float, int]] at import, and a Trainer annotation built after it,
+# Optional[Union[int, float]], is then that cached float-first object, so jsonargparse read
+# `--trainer.limit_train_batches=1` as 1.0 (100 %) in any in-process run collected after a speech test.
+import lightning.pytorch  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -67,3 +74,26 @@ def installed_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(site))
         yield site
+
+
+@pytest.fixture
+def run_attnlab(tmp_path: Path):
+    """Run the ``attnlab`` console script in a subprocess, as a user does; returns the CompletedProcess.
+
+    The exit status, stderr (one line for a user's mistake, no traceback) and what the run wrote are what
+    the bad-input tests check. Runs in ``tmp_path`` unless ``cwd`` is given; one thread keeps it light.
+    """
+
+    def run(*args: str, cwd: Path | None = None, timeout: float = 300, **env: str):
+        environment = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+        environment.pop("ATTNLAB_TRACEBACK", None)
+        return subprocess.run(
+            [sys.executable, "-m", "core.cli", *args],
+            cwd=cwd or tmp_path,
+            env={**environment, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

@@ -153,6 +153,9 @@ class WindowAttention(HeadedAttention):
         cols = [min(w, width - j) for j in range(0, width, w)]
         pairs = sum((r * c) ** 2 for r in rows for c in cols)
         return 4.0 * batch * pairs * self.dim
+
+    def extra_repr(self) -> str:
+        """The window size, besides the base class's fields."""
         return f"{super().extra_repr()}, window_size={self.window_size}"
 
 

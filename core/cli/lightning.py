@@ -6,6 +6,7 @@ The registered domains (:mod:`core.plugins`) are imported first, so configs may 
 Lightning's cluster environments).
 """
 
+import difflib
 import sys
 import warnings
 from collections.abc import Sequence
@@ -20,6 +21,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from core.data import BaseDataModule
 from core.plugins import load_domains
 from core.training import AtomicCheckpointIO, BaseTask, PredictionWriter, TaskCheckpoint, best_checkpoint
+from core.training.base_task import foreign_checkpoint_message, qualified_name
+from core.training.checkpoint import check_checkpoint_file
+from core.training.prediction import check_output_dir
+from core.utils.errors import InputError, InputFileNotFoundError
 
 __all__ = ["AttnLabCLI", "link_targets", "run_trainer_command"]
 
@@ -79,11 +84,35 @@ class AttnLabCLI(LightningCLI):
                 apply_on="instantiate",
             )
 
+    def _parse_ckpt_path(self) -> None:
+        """Check a given checkpoint file before LightningCLI reads its hyper-parameters into the config.
+
+        LightningCLI loads the file here, first of all: a text file or a truncated copy would fail inside
+        ``torch.load`` with advice to disable ``weights_only`` (bad advice for a file one does not trust),
+        and another task's hyper-parameters would be merged into this task's options.
+
+        Raises:
+            InputError: Naming the file, when it is no checkpoint or another task wrote it.
+        """
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and Path(path).is_file():
+            check_checkpoint_file(Path(path))
+            written_by = torch.load(path, weights_only=True, map_location="cpu").get("attnlab_task")
+            class_path = self.config[subcommand].get("model", {}).get("class_path")
+            task = qualified_name(class_path) if class_path else None
+            if written_by and task and written_by != task:
+                raise InputError(f"{path}: {foreign_checkpoint_message(written_by, task)}")
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         """Resolve ``--ckpt_path best`` and take hand-set linked values aside for the data check."""
         config = self.config.get(str(self.subcommand), self.config)
+        checkpoints = Path(config["checkpoint"]["dirpath"])
         if self.subcommand in ("validate", "test", "predict") and config.get("ckpt_path") == "best":
-            config["ckpt_path"] = str(best_checkpoint(Path(config["checkpoint"]["dirpath"])))
+            config["ckpt_path"] = str(best_checkpoint(checkpoints))
+        if config.get("ckpt_path") in ("last", LAST_IF_PRESENT):
+            config["ckpt_path"] = last_checkpoint(checkpoints, required=config["ckpt_path"] == "last")
         if self.subcommand == "predict" and config.get("return_predictions") is None:
             # The prediction writer saves outputs; keeping them all in memory too helps no one.
             config["return_predictions"] = False
@@ -106,6 +135,9 @@ class AttnLabCLI(LightningCLI):
                     f"{name}={actual!r}. {name} is derived from the datamodule: remove it from the "
                     "model config, or change the data options."
                 )
+        if isinstance(self.datamodule, BaseDataModule) and self.subcommand == "fit":
+            inputs = [Path(p) for p in self.datamodule.input_paths()]
+            check_output_dir(Path(self.trainer.default_root_dir), inputs, option="--trainer.default_root_dir")
         strategy = self.trainer.strategy
         if type(getattr(strategy, "checkpoint_io", None)) is TorchCheckpointIO:
             strategy.checkpoint_io = AtomicCheckpointIO()
@@ -131,6 +163,55 @@ def _note_skipped(name: str, message: str) -> None:
     print(f"attnlab: domain {name!r} skipped: {message}", file=sys.stderr)
 
 
+LAST_IF_PRESENT = "last_if_present"
+
+
+def last_checkpoint(dirpath: Path, required: bool) -> str | None:
+    """``--ckpt_path last``: the run's ``last.ckpt``, which must exist unless it is only wanted if present.
+
+    Lightning starts from scratch, with a warning, when ``last`` finds nothing; a resubmitted job then
+    silently trains anew. ``--ckpt_path last_if_present`` asks for exactly that (a job that may or may not
+    have run before); ``last`` is an error instead.
+
+    Raises:
+        InputFileNotFoundError: If ``required`` and there is no ``last.ckpt``.
+    """
+    last = dirpath / "last.ckpt"
+    if last.is_file():
+        return str(last)
+    if required:
+        raise InputFileNotFoundError(
+            f"--ckpt_path last: there is no {last} to resume from. Drop --ckpt_path to start a new run, or "
+            f"pass --ckpt_path {LAST_IF_PRESENT} to resume only when a previous run left one"
+        )
+    return None
+
+
+def check_attention_names(argv: Sequence[str]) -> None:
+    """Refuse an unknown ``--model.attention`` name, listing the closest registered ones.
+
+    jsonargparse would answer that the name is no dotted import path, which does not tell the user what the
+    names are. A dotted path (``mypackage.MyAttention``) is left to jsonargparse.
+
+    Raises:
+        InputError: Naming the option, the value and the closest registered mechanisms.
+    """
+    from core.attention.registry import list_mechanisms
+
+    names = [info.name for info in list_mechanisms()]
+    for index, arg in enumerate(argv):
+        option, _, value = arg.partition("=")
+        if option not in ("--model.attention", "--model.init_args.attention"):
+            continue
+        if not value and index + 1 < len(argv):
+            value = argv[index + 1]
+        if not value or "." in value or value in names or value.lower() in ("null", "none"):
+            continue
+        close = difflib.get_close_matches(value, names, n=5, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else "see `attnlab attention list`"
+        raise InputError(f"{option}={value}: no attention mechanism of that name is registered ({hint})")
+
+
 def run_trainer_command(argv: Sequence[str]) -> AttnLabCLI:
     """Run ``attnlab fit|validate|test|predict`` with the registered domains loaded.
 
@@ -141,6 +222,7 @@ def run_trainer_command(argv: Sequence[str]) -> AttnLabCLI:
         The CLI object after the subcommand ran.
     """
     load_domains(argv, on_skip=_note_skipped if any(a in ("-h", "--help") for a in argv) else None)
+    check_attention_names(argv)
     return AttnLabCLI(
         BaseTask,
         BaseDataModule,
@@ -150,6 +232,8 @@ def run_trainer_command(argv: Sequence[str]) -> AttnLabCLI:
         save_config_kwargs={"overwrite": True},
         parser_kwargs={
             "prog": "attnlab",
+            # Raise instead of printing the whole usage: console_main prints the error as one line.
+            "exit_on_error": False,
             "description": (
                 "attnlab: train, validate, test and predict with any domain's task and datamodule "
                 "(see docs/cli.md). `attnlab --help` lists every command."

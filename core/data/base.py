@@ -17,6 +17,7 @@ to exactly one process instead (:class:`UnrepeatedDistributedSampler`); the task
 synchronised across processes, so two processes give the numbers of one.
 """
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -26,6 +27,8 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
+
+from core.data.sampling import EpochRandomSampler, Reseed, SeededDataset
 
 __all__ = ["SPLITS", "STAGE_SPLITS", "BaseDataModule", "Split"]
 
@@ -51,6 +54,10 @@ class BaseDataModule(pl.LightningDataModule):
         sample_name: What one sample of a split is called in the setup summary (``windows``, ``cases``).
         loader_class: The DataLoader class, e.g. MONAI's, which also seeds the random transforms of a
             dataset loaded in the main process.
+        sample_reseed: For datasets whose random transforms keep a random state of their own: a function
+            ``(dataset, seed)`` that reseeds them. Each training sample is then drawn from its own seed (a
+            function of the run's seed, the epoch and the index), so resumed runs draw as the uninterrupted
+            one did (:mod:`core.data.sampling`). A plain function, so that workers can unpickle it.
 
     Args:
         batch_size: Samples per training batch (at least 1).
@@ -63,6 +70,7 @@ class BaseDataModule(pl.LightningDataModule):
     links: ClassVar[Mapping[str, str]] = {}
     sample_name: ClassVar[str] = "samples"
     loader_class: ClassVar[type[DataLoader]] = DataLoader
+    sample_reseed: ClassVar[Reseed | None] = None
 
     def __init__(
         self,
@@ -170,17 +178,63 @@ class BaseDataModule(pl.LightningDataModule):
         """The DataLoader of ``split``: shuffled for training, every sample once per process otherwise."""
         dataset = self.dataset(split)
         train = split == "train"
-        sampler = None if train else self._evaluation_sampler(split, dataset)
+        sampler = self._training_sampler(dataset) if train else self._evaluation_sampler(split, dataset)
+        if isinstance(sampler, EpochRandomSampler) and sampler.with_seeds:
+            dataset = SeededDataset(dataset, type(self).sample_reseed)  # type: ignore[arg-type]
         options: dict[str, Any] = {
             "batch_size": self.batch_size if train else self.eval_batch_size,
+            # Under DDP Lightning replaces a shuffling loader's sampler with its DistributedSampler, whose
+            # order is a function of the seed and the epoch as well.
             "shuffle": train and sampler is None,
             "sampler": sampler,
             "num_workers": self.num_workers,
             "persistent_workers": self.num_workers > 0,
             "pin_memory": self.pin_memory,
         }
+        if isinstance(sampler, EpochRandomSampler):
+            options["generator"] = sampler.generator
         options.update(self.loader_options(split))
         return self.loader_class(dataset, **options)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training order's seed, so a resumed run shuffles as the interrupted one did.
+
+        A subclass that keeps state of its own (normalisation statistics) extends this dictionary.
+        """
+        return {"shuffle_seed": self._shuffle_seed()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (checkpoints of older versions have no seed: the current one stays)."""
+        if "shuffle_seed" in state_dict:
+            self.shuffle_seed = int(state_dict["shuffle_seed"])
+
+    def _shuffle_seed(self) -> int:
+        if getattr(self, "shuffle_seed", None) is None:
+            # seed_everything (the CLI's --seed_everything, 0 by default) fixes torch's initial seed.
+            self.shuffle_seed = torch.initial_seed() % (2**63)
+        return self.shuffle_seed
+
+    def _training_sampler(self, dataset: Dataset) -> EpochRandomSampler | None:
+        """The seeded training sampler of one process; None under DDP (Lightning's sampler shuffles).
+
+        When the trainer resumes in the middle of an epoch, the sampler skips the samples of the batches
+        that epoch had already trained on, so the rest of the epoch sees what the uninterrupted run saw.
+        """
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return None
+        seeded = type(self).sample_reseed is not None
+        sampler = EpochRandomSampler(len(dataset), self._shuffle_seed(), with_seeds=seeded)  # type: ignore[arg-type]
+        trainer = self.trainer
+        if trainer is not None and trainer.fit_loop.restarting:
+            # Batches whose training step ran: a checkpoint written in on_train_batch_end (every N steps)
+            # precedes that batch's "completed" count.
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            if 0 < done * self.batch_size < len(sampler):
+                sampler.skip(done * self.batch_size)
+                # Lightning warns that a plain DataLoader resumes from the start of the epoch; this one
+                # does not.
+                warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+        return sampler
 
     def _evaluation_sampler(self, split: Split, dataset: Dataset) -> UnrepeatedDistributedSampler | None:
         """Under DDP, a sampler that gives every evaluation sample to exactly one process (no padding)."""

@@ -8,6 +8,7 @@ from core.training.checkpoint import (
     best_checkpoint,
     run_checkpoint,
 )
+from core.training.compile import CompileNetwork
 from core.training.distributed import EpochMetricsSync
 from core.training.ema import EMA
 from core.training.finetune import FreezeBackbone
@@ -19,6 +20,7 @@ __all__ = [
     "EMA",
     "AtomicCheckpointIO",
     "BaseTask",
+    "CompileNetwork",
     "EpochMetricsSync",
     "FreezeBackbone",
     "LoadReport",

@@ -23,6 +23,7 @@ Optimizers and schedulers are not hard-coded: the ``attnlab`` CLI injects them f
 """
 
 import copy
+import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -40,8 +41,17 @@ from core.training.distributed import EpochMetricsSync
 from core.training.networks import instantiate_network
 from core.training.plots import close
 from core.training.pretrained import load_pretrained
+from core.training.resume import ResumeState
+from core.utils.errors import InputError
 
-__all__ = ["BaseTask", "Stage", "children_except_head", "flat_metrics"]
+__all__ = [
+    "BaseTask",
+    "Stage",
+    "children_except_head",
+    "flat_metrics",
+    "foreign_checkpoint_message",
+    "qualified_name",
+]
 
 Stage = Literal["train", "val", "test"]
 
@@ -188,8 +198,11 @@ class BaseTask(pl.LightningModule):
         self.log_epoch_metrics("test")
 
     def configure_callbacks(self) -> list[Callback]:
-        """:class:`~core.training.distributed.EpochMetricsSync`, which keeps DDP processes in step."""
-        return [EpochMetricsSync()]
+        """The callbacks every task needs: DDP processes in step, and exact resumes.
+
+        :class:`~core.training.distributed.EpochMetricsSync` and :class:`~core.training.resume.ResumeState`.
+        """
+        return [EpochMetricsSync(), ResumeState()]
 
     def configure_optimizers(self) -> Any:
         """The default optimizer: AdamW with PyTorch's defaults (lr 1e-3, weight decay 0.01).
@@ -198,6 +211,21 @@ class BaseTask(pl.LightningModule):
         default of its own, so that a config choosing another optimizer gets only that class's defaults.
         """
         return torch.optim.AdamW(self.parameters())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the task's class, so a checkpoint given to another task is refused by name."""
+        checkpoint["attnlab_task"] = qualified_name(type(self))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint that another task wrote (another domain's, say) before reading its weights.
+
+        Raises:
+            InputError: Naming the task that wrote the checkpoint and the one of this run.
+        """
+        written_by = checkpoint.get("attnlab_task")
+        mine = qualified_name(type(self))
+        if written_by is not None and written_by != mine:
+            raise InputError(f"this checkpoint: {foreign_checkpoint_message(written_by, mine)}")
 
     # ------------------------------------------------------------------ logging
 
@@ -289,3 +317,20 @@ def flat_metrics(values: Mapping[str, Any], prefix: str = "") -> dict[str, Tenso
         else:
             out[name] = torch.as_tensor(value)
     return out
+
+
+def qualified_name(task: type | str) -> str:
+    """``module.Class`` of a task class, or of the class that an import path (``domains.finance.X``) names."""
+    if isinstance(task, str):
+        module, _, name = task.rpartition(".")
+        task = getattr(importlib.import_module(module), name)
+    return f"{task.__module__}.{task.__qualname__}"
+
+
+def foreign_checkpoint_message(written_by: str, task: str) -> str:
+    """Why a checkpoint of ``written_by`` cannot be read into ``task``, naming the writer's domain."""
+    domain = written_by.split(".")[1] if written_by.startswith("domains.") else written_by.split(".")[0]
+    return (
+        f"written by {written_by} (domain {domain!r}), but this run's task is {task}: pass a checkpoint of "
+        "this task, or the config of the other one"
+    )

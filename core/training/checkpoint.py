@@ -7,6 +7,7 @@ behind: the previous checkpoint stays valid until the new one is complete.
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +17,17 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-__all__ = ["AtomicCheckpointIO", "TaskCheckpoint", "atomic_torch_save", "best_checkpoint", "run_checkpoint"]
+from core.utils.errors import InputError
+
+__all__ = [
+    "AtomicCheckpointIO",
+    "TaskCheckpoint",
+    "atomic_torch_save",
+    "best_checkpoint",
+    "check_checkpoint_file",
+    "remove_stale_temporary_files",
+    "run_checkpoint",
+]
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -33,6 +44,31 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Refuse a local file that is not the zip archive ``torch.save`` writes (a text file, a cut copy).
+
+    Raises:
+        InputError: Naming the file.
+    """
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise InputError(
+            f"{path} is not a checkpoint, or a truncated one: a checkpoint is the zip archive that "
+            "attnlab fit writes (checkpoints/*.ckpt)"
+        )
+
+
+def remove_stale_temporary_files(dirpath: Path) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_torch_save` left when a run was killed mid-write.
+
+    Returns:
+        The files removed.
+    """
+    stale = sorted(dirpath.glob(".*.ckpt.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -54,6 +90,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, path)
             return
         atomic_torch_save(checkpoint, get_filesystem(path)._strip_protocol(str(path)))
+
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Read a checkpoint; a file that is none (a truncated copy, a text file) is refused by name.
+
+        Raises:
+            InputError: If ``path`` is a local file but not the zip archive that ``torch.save`` writes.
+        """
+        if "://" not in str(path) or str(path).startswith("file://"):
+            check_checkpoint_file(Path(get_filesystem(path)._strip_protocol(str(path))))
+        return super().load_checkpoint(path, *args, **kwargs)
 
 
 class TaskCheckpoint(ModelCheckpoint):
@@ -104,6 +150,8 @@ class TaskCheckpoint(ModelCheckpoint):
         if self.filename is None and self.monitor:
             self.filename = "{epoch}-{step}-{" + self.monitor + ":.4f}"
         super().setup(trainer, pl_module, stage)
+        if trainer.is_global_zero and self.dirpath and Path(self.dirpath).is_dir():
+            remove_stale_temporary_files(Path(self.dirpath))
 
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         """Lightning's epoch-end save, then ``last.ckpt`` brought up to date if it saved nothing."""

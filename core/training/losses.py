@@ -88,34 +88,37 @@ class _LinearCrossEntropy(torch.autograd.Function):
         excluded_class: int | None,
         chunk_size: int,
     ) -> Tensor:
-        rows = hidden.shape[0]
-        w = weight.float()
-        b = None if bias is None else bias.float()
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        need_b = bias is not None and ctx.needs_input_grad[2]
-        grad_h = torch.empty_like(hidden, dtype=torch.float32) if need_h else None
-        grad_w = torch.zeros_like(w) if need_w else None
-        grad_b = torch.zeros_like(b) if need_b else None
-        total = hidden.new_zeros((), dtype=torch.float32)
-        for start in range(0, rows, chunk_size):
-            h = hidden[start : start + chunk_size].float()
-            y = target[start : start + chunk_size]
-            logits = h @ w.T if b is None else torch.addmm(b, h, w.T)
-            if excluded_class is not None:
-                logits[:, excluded_class] = float("-inf")
-            log_probs = torch.log_softmax(logits, dim=1)
-            total -= log_probs.gather(1, y[:, None]).sum()
-            if need_h or need_w or need_b:
-                # d(mean loss)/d logits = (softmax - onehot) / rows, reusing the buffer.
-                grad = log_probs.exp_()
-                grad[torch.arange(len(y), device=y.device), y] -= 1.0
-                grad /= rows
-                if need_h:
-                    torch.mm(grad, w, out=grad_h[start : start + chunk_size])
-                if need_w:
-                    grad_w.addmm_(grad.T, h)
-                if need_b:
-                    grad_b += grad.sum(0)
+        # Everything here is float32 by design; under autocast torch.mm(out=float32) would get bfloat16
+        # operands and fail (bf16-mixed training).
+        with torch.autocast(hidden.device.type, enabled=False):
+            rows = hidden.shape[0]
+            w = weight.float()
+            b = None if bias is None else bias.float()
+            need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+            need_b = bias is not None and ctx.needs_input_grad[2]
+            grad_h = torch.empty_like(hidden, dtype=torch.float32) if need_h else None
+            grad_w = torch.zeros_like(w) if need_w else None
+            grad_b = torch.zeros_like(b) if need_b else None
+            total = hidden.new_zeros((), dtype=torch.float32)
+            for start in range(0, rows, chunk_size):
+                h = hidden[start : start + chunk_size].float()
+                y = target[start : start + chunk_size]
+                logits = h @ w.T if b is None else torch.addmm(b, h, w.T)
+                if excluded_class is not None:
+                    logits[:, excluded_class] = float("-inf")
+                log_probs = torch.log_softmax(logits, dim=1)
+                total -= log_probs.gather(1, y[:, None]).sum()
+                if need_h or need_w or need_b:
+                    # d(mean loss)/d logits = (softmax - onehot) / rows, reusing the buffer.
+                    grad = log_probs.exp_()
+                    grad[torch.arange(len(y), device=y.device), y] -= 1.0
+                    grad /= rows
+                    if need_h:
+                        torch.mm(grad, w, out=grad_h[start : start + chunk_size])
+                    if need_w:
+                        grad_w.addmm_(grad.T, h)
+                    if need_b:
+                        grad_b += grad.sum(0)
         ctx.save_for_backward(
             *(g.to(t.dtype) if g is not None else None for g, t in ((grad_h, hidden), (grad_w, weight)))
         )

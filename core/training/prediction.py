@@ -19,23 +19,31 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.callbacks.prediction_writer import WriteInterval
 from lightning.pytorch.utilities import rank_zero_info
 
+from core.utils.errors import InputError
+
 __all__ = ["PredictionWriter", "check_output_dir"]
 
 
-def check_output_dir(output_dir: Path, input_paths: list[Path]) -> None:
+def check_output_dir(
+    output_dir: Path, input_paths: list[Path], option: str = "--prediction_writer.output_dir"
+) -> None:
     """Refuse an output directory that would put files among the input data.
 
+    Args:
+        output_dir: Where a run would write.
+        input_paths: The datamodule's inputs (:meth:`~core.data.BaseDataModule.input_paths`).
+        option: The option that chose ``output_dir``, named in the error.
+
     Raises:
-        ValueError: If ``output_dir`` is an input file, or the folder of one, or inside one.
+        InputError: If ``output_dir`` is an input file, or the folder of one, or inside one.
     """
     out = output_dir.resolve()
     for path in input_paths:
         src = Path(path).resolve()
         folder = src if src.is_dir() else src.parent
         if out == src or out == folder or folder in out.parents:
-            raise ValueError(
-                f"prediction output folder {output_dir} would write among the input data ({src}); "
-                "choose another --prediction_writer.output_dir"
+            raise InputError(
+                f"{option}={output_dir} would write among the input data ({src}); choose a folder outside it"
             )
 
 

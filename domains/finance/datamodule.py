@@ -20,15 +20,18 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from core.data import BaseDataModule, Split
+from core.utils import InputError
 from domains.finance.features import ORDER_FEATURES, DayEvents, day_events, normalise, normalization_stats
 from domains.finance.labels import CLASS_NAMES, UNDEFINED, classify, threshold_from_train
 from domains.finance.readers import orderbook_file_for, parse_lobster_filename, read_lobster
 from domains.finance.splits import (
     Segment,
     SplitEvents,
+    SplitOverlapWarning,
     fraction_segments,
     resolve_levels,
     resolve_split_files,
+    shared_split_files,
     split_events,
 )
 from domains.finance.windows import LOBWindowDataset, segment_window_ends
@@ -69,9 +72,9 @@ class LOBDataModule(BaseDataModule):
             batch_size, 4 * batch_size if eval_batch_size is None else eval_batch_size, num_workers
         )
         if seq_len < 1:
-            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+            raise InputError(f"seq_len must be >= 1, got {seq_len}")
         if not horizons or any(h < 1 for h in horizons) or len(set(horizons)) != len(horizons):
-            raise ValueError(f"horizons must be distinct positive event counts, got {horizons}")
+            raise InputError(f"horizons must be distinct positive event counts, got {horizons}")
         self._seq_len = int(seq_len)
         self._horizons = [int(h) for h in horizons]
 
@@ -217,12 +220,12 @@ class LOBSTERDataModule(LOBDataModule):
         self.save_hyperparameters()
         keep = sorted({int(t) for t in keep_event_types})
         if not keep or any(t < 1 or t > 6 for t in keep):
-            raise ValueError(
+            raise InputError(
                 f"keep_event_types must be a non-empty subset of LOBSTER types 1..6, got {keep} "
                 "(halts, type 7, are never fed to the model)"
             )
         if tick_size < 1 or smoothing < 1:
-            raise ValueError(f"tick_size ({tick_size}) and smoothing ({smoothing}) must be >= 1")
+            raise InputError(f"tick_size ({tick_size}) and smoothing ({smoothing}) must be >= 1")
         self.keep_event_types = keep
         self.order_features = order_features
         self.tick_size = tick_size
@@ -233,6 +236,14 @@ class LOBSTERDataModule(LOBDataModule):
             train_files, val_files, test_files, predict_files, files, split
         )
         self._explicit_predict = predict_files is not None
+        if self.fractions is None:
+            for path, splits in shared_split_files(self.split_files).items():
+                rank_zero_warn(
+                    f"{path} is given as {' and '.join(splits)} data: the {splits[-1]} metrics are then "
+                    "measured on events the model was trained or selected on (a leak); give each split its "
+                    "own days",
+                    category=SplitOverlapWarning,
+                )
         self.levels = resolve_levels(self.split_files, levels)
         self.alpha: list[float] | None = None
         self.normalization: dict[str, Any] | None = None
@@ -264,7 +275,7 @@ class LOBSTERDataModule(LOBDataModule):
         """The windows of ``split``; training statistics are fitted first, from the training split only.
 
         Raises:
-            ValueError: If a split holds fewer events than ``seq_len``, or no complete window.
+            InputError: If a split holds fewer events than ``seq_len``, or no complete window.
         """
         if self.normalization is None:
             self._fit_train_statistics()
@@ -292,7 +303,7 @@ class LOBSTERDataModule(LOBDataModule):
         smoothing = self.smoothing if self.label_method == "tlob" else None
         events = split_events(segments, self._load_day, self._horizons, smoothing, self.label_method)
         if len(events.time) < self.seq_len:
-            raise ValueError(
+            raise InputError(
                 f"the {split} split has {len(events.time)} events (after keeping types "
                 f"{self.keep_event_types}), fewer than seq_len={self.seq_len}: a window cannot be longer "
                 "than the data of a split; lower seq_len or give the split more data"
@@ -303,13 +314,29 @@ class LOBSTERDataModule(LOBDataModule):
         """Normalisation statistics and label thresholds, from the training split only."""
         train = self._split_events("train")
         if train is None:
-            raise ValueError("the training split is empty")
+            raise InputError("the training split is empty")
+        self._check_horizons(train)
         self.normalization = normalization_stats(train.features, self.num_lob_features, self.order_features)
         spread = train.spread_over_mid if self.threshold == "spread" else None
         self.alpha = [
             threshold_from_train(train.returns[:, k], self.threshold, spread)
             for k in range(len(self._horizons))
         ]
+
+    def _check_horizons(self, train: SplitEvents) -> None:
+        """Every horizon must fit in a training day: else no label, and so no threshold, can be computed."""
+        longest = int(np.argmax([length for _, length in train.bounds]))
+        offset, length = train.bounds[longest]
+        for k, h in enumerate(self._horizons):
+            need = h + (min(self.smoothing, h) if self.label_method == "tlob" else 1)
+            if length < need and not np.isfinite(train.returns[:, k]).any():
+                path = self.split_files["train"][int(train.day[offset])]
+                raise InputError(
+                    f"horizon {h} exceeds the events available: a {self.label_method} label at horizon {h} "
+                    f"needs {need} events of one day, but the training split's longest day ({path}) has "
+                    f"{length} (after keeping types {self.keep_event_types}); lower data.horizons or give "
+                    "the training split longer days"
+                )
 
     def _windows(self, split: Split, events: SplitEvents) -> LOBWindowDataset:
         assert self.alpha is not None and self.normalization is not None
@@ -322,7 +349,7 @@ class LOBSTERDataModule(LOBDataModule):
             ends.append(local)
         ends_all = np.concatenate(ends)
         if len(ends_all) == 0:
-            raise ValueError(
+            raise InputError(
                 f"the {split} split has {len(events.time)} events but no complete window: "
                 f"seq_len={self.seq_len} plus the largest horizon {max(self._horizons)} do not fit in any of "
                 "its days"
@@ -343,11 +370,13 @@ class LOBSTERDataModule(LOBDataModule):
         """Training-split statistics saved into checkpoints (for the record and a consistency check).
 
         Returns:
-            ``{"normalization": ..., "alpha": [...]}`` (empty before ``setup``).
+            The base's state (the training order's seed), plus ``{"normalization": ..., "alpha": [...]}``
+            after ``setup``.
         """
+        state = super().state_dict()
         if self.normalization is None:
-            return {}
-        return {"normalization": dict(self.normalization), "alpha": list(self.alpha or [])}
+            return state
+        return {**state, "normalization": dict(self.normalization), "alpha": list(self.alpha or [])}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Warn when a checkpoint's training statistics differ from those of the configured data.
@@ -355,7 +384,8 @@ class LOBSTERDataModule(LOBDataModule):
         Args:
             state_dict: What :meth:`state_dict` returned when the checkpoint was saved.
         """
-        if not state_dict or self.normalization is None:
+        super().load_state_dict(state_dict)
+        if "normalization" not in state_dict or self.normalization is None:
             return
         saved_alpha, alpha = state_dict.get("alpha") or [], self.alpha or []
         same = len(saved_alpha) == len(alpha) and np.allclose(saved_alpha, alpha, rtol=1e-6)

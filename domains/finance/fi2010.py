@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from core.data import Split
+from core.utils import InputError
 from domains.finance.datamodule import LOBDataModule
 from domains.finance.readers import FI2010_HORIZONS, FI2010_NUM_FEATURES, read_fi2010
 from domains.finance.windows import LOBWindowDataset, segment_window_ends
@@ -68,11 +69,11 @@ class FI2010DataModule(LOBDataModule):
         self.save_hyperparameters()
         unknown = [h for h in horizons if h not in FI2010_HORIZONS]
         if unknown:
-            raise ValueError(f"FI-2010 has labels for horizons {FI2010_HORIZONS} only; got {unknown}")
+            raise InputError(f"FI-2010 has labels for horizons {FI2010_HORIZONS} only; got {unknown}")
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+            raise InputError(f"val_fraction must be in (0, 1), got {val_fraction}")
         if features not in ("all", "lob"):
-            raise ValueError(f"features must be 'all' or 'lob', got {features!r}")
+            raise InputError(f"features must be 'all' or 'lob', got {features!r}")
         self.root = Path(root)
         self.train_path = self.root / train_file
         self.test_paths = [self.root / f for f in test_files]
@@ -119,12 +120,12 @@ class FI2010DataModule(LOBDataModule):
 
         Raises:
             FileNotFoundError: If a file is missing (the message names it).
-            ValueError: If a split holds fewer samples than ``seq_len``.
+            InputError: If a split holds fewer samples than ``seq_len``.
         """
         pieces = self._pieces(split)
         total = sum(data.shape[1] for _, data, _ in pieces)
         if total < self.seq_len:
-            raise ValueError(
+            raise InputError(
                 f"the FI-2010 {split} split has {total} samples, fewer than seq_len={self.seq_len}: a window "
                 "cannot be longer than the data of a split"
             )

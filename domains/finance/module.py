@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from core.attention import AttentionFactory
 from core.training import BaseTask
 from core.training.plots import confusion_matrix_figure
+from core.utils import InputError
 from domains.finance.labels import CLASS_NAMES
 from domains.finance.metrics import HorizonMetrics
 from domains.finance.models import TLOB, LOBNetworkFactory
@@ -86,7 +87,7 @@ class LOBClassifier(BaseTask):
         """Cross-entropy on logits (no softmax in the networks), averaged over horizons."""
         weights = self.hparams.class_weights
         if weights is not None and len(weights) != self.num_classes:
-            raise ValueError(f"class_weights has {len(weights)} values, expected {self.num_classes}")
+            raise InputError(f"class_weights has {len(weights)} values, expected {self.num_classes}")
         weight = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, ignore_index=-1)
 

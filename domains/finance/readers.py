@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.utils import require
+from core.utils import InputError, InputFileNotFoundError, require
 
 __all__ = [
     "FI2010_HORIZONS",
@@ -55,6 +55,10 @@ LOBSTER_DUMMY_BID = -9_999_999_999
 MESSAGE_COLUMNS = ("time", "event_type", "order_id", "size", "price", "direction")
 HALT_EVENT = 7
 HALT_START, QUOTE_RESUME, TRADE_RESUME = -1, 0, 1
+SECONDS_PER_DAY = 86_400
+# Integers beyond 2**53 are not exact in the float64 the CSV is parsed into, and 2**63 would wrap at the
+# int64 cast; LOBSTER's largest value, the dummy price 9999999999, is far below.
+MAX_INTEGER = 2**53
 
 _FILENAME_PATTERN = "TICKER_DATE_START_END_{message,orderbook}_LEVEL.csv"
 _FILENAME_RE = re.compile(
@@ -63,7 +67,7 @@ _FILENAME_RE = re.compile(
 )
 
 
-class LOBFormatError(ValueError):
+class LOBFormatError(InputError):
     """A limit-order-book file does not have the expected layout or content."""
 
 
@@ -173,26 +177,26 @@ def parse_lobster_filename(path: str | Path) -> LobsterFileInfo:
         The parsed :class:`LobsterFileInfo`.
 
     Raises:
-        ValueError: If the name does not follow the pattern, the date is invalid, the window is empty or
-            the level is 0.
+        LOBFormatError: If the name does not follow the pattern, the date is invalid, the window is empty
+            or the level is 0.
     """
     name = Path(path).name
     match = _FILENAME_RE.match(name)
     if match is None:
-        raise ValueError(f"{path}: not a LOBSTER file name; expected the pattern {_FILENAME_PATTERN}")
+        raise LOBFormatError(f"{path}: not a LOBSTER file name; expected the pattern {_FILENAME_PATTERN}")
     try:
         date = dt.date.fromisoformat(match["date"])
     except ValueError as err:
-        raise ValueError(
+        raise LOBFormatError(
             f"{path}: invalid date {match['date']!r} in the file name ({_FILENAME_PATTERN})"
         ) from err
     start, end, levels = int(match["start"]), int(match["end"]), int(match["levels"])
     if start >= end:
-        raise ValueError(
+        raise LOBFormatError(
             f"{path}: START {start} must be before END {end} in the file name ({_FILENAME_PATTERN})"
         )
     if levels < 1:
-        raise ValueError(f"{path}: LEVEL must be at least 1 in the file name ({_FILENAME_PATTERN})")
+        raise LOBFormatError(f"{path}: LEVEL must be at least 1 in the file name ({_FILENAME_PATTERN})")
     kind: Literal["message", "orderbook"] = "message" if match["kind"] == "message" else "orderbook"
     return LobsterFileInfo(match["ticker"], date, start, end, kind, levels)
 
@@ -209,17 +213,19 @@ def read_lobster(message_path: str | Path, orderbook_path: str | Path | None = N
         The validated :class:`LobsterDay`.
 
     Raises:
-        FileNotFoundError: If a file is missing (the message names the path).
-        ValueError: If a file name is not a LOBSTER name, or the two names disagree.
-        LOBFormatError: If a file's content is malformed: a missing or extra column, a non-numeric, NaN,
-            infinite or non-integer value, decreasing timestamps, an event type outside 1..7, a direction
-            other than ±1, a negative size, a row-count mismatch between the two files, or a crossed book
+        InputFileNotFoundError: If a file is missing (the message names the path).
+        LOBFormatError: If a file name is not a LOBSTER name, or the two names disagree; or
+            if a file's content is malformed: a missing or extra column, a non-numeric, NaN,
+            infinite or non-integer value, an integer beyond ±2**53, text that is not ASCII/UTF-8 (binary
+            junk), a time outside 0..86400 s, decreasing timestamps, an event type outside 1..7, a direction
+            other than ±1, a negative size, a row-count mismatch between the two files, price levels out of
+            order on a side (ask prices must rise and bid prices fall with the level), or a crossed book
             outside a trading halt.
     """
     message_path = Path(message_path)
     info = parse_lobster_filename(message_path)
     if info.kind != "message":
-        raise ValueError(
+        raise LOBFormatError(
             f"{message_path}: expected a message file (…_message_LEVEL.csv), got an orderbook file"
         )
     if orderbook_path is None:
@@ -227,13 +233,13 @@ def read_lobster(message_path: str | Path, orderbook_path: str | Path | None = N
     orderbook_path = Path(orderbook_path)
     book_info = parse_lobster_filename(orderbook_path)
     if book_info.kind != "orderbook" or not info.same_day(book_info):
-        raise ValueError(
+        raise LOBFormatError(
             f"orderbook file {orderbook_path} does not match message file {message_path} "
             "(expected the same TICKER_DATE_START_END and LEVEL, kind 'orderbook')"
         )
     for path, what in ((message_path, "message"), (orderbook_path, "orderbook")):
         if not path.is_file():
-            raise FileNotFoundError(f"LOBSTER {what} file not found: {path}")
+            raise InputFileNotFoundError(f"LOBSTER {what} file not found: {path}")
 
     messages = _read_numeric_csv(message_path, MESSAGE_COLUMNS, optional_extra=1)
     book = _read_numeric_csv(orderbook_path, tuple(orderbook_columns(info.levels)), optional_extra=0)
@@ -242,6 +248,8 @@ def read_lobster(message_path: str | Path, orderbook_path: str | Path | None = N
             f"row-count mismatch: message file {message_path} has {len(messages)} rows but orderbook file "
             f"{orderbook_path} has {len(book)} rows (expected one book row per message)"
         )
+    _check_integral(messages[:, 1:6], message_path, MESSAGE_COLUMNS[1:])
+    _check_integral(book, orderbook_path, orderbook_columns(info.levels))
     day = LobsterDay(
         time=messages[:, 0].astype(np.float64),
         event_type=messages[:, 1].astype(np.int8),
@@ -254,8 +262,6 @@ def read_lobster(message_path: str | Path, orderbook_path: str | Path | None = N
         message_path=message_path,
         orderbook_path=orderbook_path,
     )
-    _check_integral(messages[:, 1:6], message_path, MESSAGE_COLUMNS[1:])
-    _check_integral(book, orderbook_path, orderbook_columns(info.levels))
     _validate_messages(day)
     _validate_book(day)
     return day
@@ -265,11 +271,11 @@ def orderbook_file_for(message_path: str | Path) -> Path:
     """The orderbook file that belongs to a message file (``_message_`` → ``_orderbook_``).
 
     Raises:
-        ValueError: If the name has no ``_message_`` part.
+        LOBFormatError: If the name has no ``_message_`` part.
     """
     message_path = Path(message_path)
     if "_message_" not in message_path.name:
-        raise ValueError(f"{message_path}: cannot derive the orderbook file name (no '_message_' in it)")
+        raise LOBFormatError(f"{message_path}: cannot derive the orderbook file name (no '_message_' in it)")
     head, _, tail = message_path.name.rpartition("_message_")
     return message_path.with_name(f"{head}_orderbook_{tail}")
 
@@ -301,8 +307,16 @@ def _read_numeric_csv(path: Path, columns: tuple[str, ...], optional_extra: int)
     pd = require_pandas()
     expected = len(columns)
     try:
-        with path.open("r", newline="") as handle:
+        with path.open("r", encoding="utf-8", newline="") as handle:
             frame = pd.read_csv(handle, header=None, engine="c", skip_blank_lines=False)
+    except UnicodeDecodeError as err:
+        line = _undecodable_line(path)
+        raise _fail(
+            path,
+            f"not text: undecodable byte(s) ({err.reason}); expected comma-separated numbers in ASCII "
+            "(is this a LOBSTER CSV file?)",
+            row=line,
+        ) from err
     except pd.errors.EmptyDataError as err:
         raise _fail(path, f"the file is empty; expected {expected} comma-separated columns") from err
     except pd.errors.ParserError as err:
@@ -320,9 +334,23 @@ def _read_numeric_csv(path: Path, columns: tuple[str, ...], optional_extra: int)
     return values
 
 
+def _undecodable_line(path: Path) -> int | None:
+    """0-based index of the first line that is not UTF-8, or None.
+
+    Error path only: the decoder's offset is relative to the chunk pandas read, not to the file.
+    """
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
 def _raw_line(path: Path, row: int) -> str:
     """The text of 0-based ``row`` of a file (error path only)."""
-    with path.open("r", newline="") as handle:
+    with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
         for number, line in enumerate(handle):
             if number == row:
                 return line.rstrip("\r\n")
@@ -375,12 +403,23 @@ def _check_finite(values: np.ndarray, path: Path, columns: tuple[str, ...]) -> N
 
 
 def _check_integral(values: np.ndarray, path: Path, columns: tuple[str, ...] | list[str]) -> None:
+    """Integers that fit the int64 cast exactly; checked before the cast, which would wrap ``1e19``."""
     bad = values != np.round(values)
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise _fail(
             path,
             f"non-integer value {float(values[row, col])!r}; expected an integer",
+            row=int(row),
+            field=columns[col],
+        )
+    huge = np.abs(values) > MAX_INTEGER
+    if huge.any():
+        row, col = np.argwhere(huge)[0]
+        raise _fail(
+            path,
+            f"value {float(values[row, col])!r} is out of range; expected an integer within ±2**53 "
+            f"(prices are USD × 10000, empty levels {LOBSTER_DUMMY_ASK} / {LOBSTER_DUMMY_BID})",
             row=int(row),
             field=columns[col],
         )
@@ -395,6 +434,14 @@ def _first(mask: np.ndarray) -> int | None:
 
 def _validate_messages(day: LobsterDay) -> None:
     path = day.message_path
+    if (row := _first((day.time < 0) | (day.time > SECONDS_PER_DAY))) is not None:
+        raise _fail(
+            path,
+            f"time {float(day.time[row])!r} s is not within one day; expected seconds after midnight, "
+            f"0 to {SECONDS_PER_DAY}",
+            row=row,
+            field="time",
+        )
     if (row := _first(np.diff(day.time) < 0)) is not None:
         raise _fail(
             path,
@@ -454,6 +501,7 @@ def _validate_book(day: LobsterDay) -> None:
         raise _fail(
             path, f"negative size {sizes[row, col]}; expected >= 0", row=int(row), field=names[2 * col + 1]
         )
+    _check_level_order(day, names)
     ask, bid = book[:, 0], book[:, 2]
     both_sides = (ask != LOBSTER_DUMMY_ASK) & (bid != LOBSTER_DUMMY_BID)
     crossed = both_sides & (ask <= bid) & ~halted_rows(day.event_type, day.price)
@@ -467,6 +515,32 @@ def _validate_book(day: LobsterDay) -> None:
         )
 
 
+def _check_level_order(day: LobsterDay, names: list[str]) -> None:
+    """Ask prices must rise and bid prices fall with the level; empty levels only follow quoted ones.
+
+    An empty level carries the dummy price, which lies beyond every quoted one, so a quoted level after an
+    empty one fails the same test; two empty levels in a row are equal and pass.
+    """
+    book = day.book
+    for side, offset, dummy, sign, word in (
+        ("ask", 0, LOBSTER_DUMMY_ASK, 1, "above"),
+        ("bid", 2, LOBSTER_DUMMY_BID, -1, "below"),
+    ):
+        prices = book[:, offset::4]
+        step = sign * np.diff(prices, axis=1)
+        bad = (step <= 0) & ~((prices[:, 1:] == dummy) & (prices[:, :-1] == dummy))
+        if (found := np.argwhere(bad)).size:
+            row, level = (int(i) for i in found[0])
+            raise _fail(
+                day.orderbook_path,
+                f"{side} price {prices[row, level + 1]} at level {level + 2} is not {word} level "
+                f"{level + 1}'s {prices[row, level]}; expected {side} prices "
+                f"{'rising' if sign > 0 else 'falling'} with the level (unsorted or crossed levels)",
+                row=row,
+                field=names[4 * (level + 1) + offset],
+            )
+
+
 def read_fi2010(path: str | Path) -> np.ndarray:
     """Read one FI-2010 text file (149 rows × N samples) and validate it.
 
@@ -478,24 +552,32 @@ def read_fi2010(path: str | Path) -> np.ndarray:
         horizons :data:`FI2010_HORIZONS`.
 
     Raises:
-        FileNotFoundError: If the file is missing.
-        LOBFormatError: Wrong row count, rows of different lengths, non-numeric or non-finite values, or a
-            label outside {1, 2, 3}; the message names the file, the 1-based row and the sample.
+        InputFileNotFoundError: If the file is missing.
+        LOBFormatError: Wrong row count, rows of different lengths, non-numeric or non-finite values, bytes
+            that are not text, or a label outside {1, 2, 3}; the message names the file, the 1-based row
+            and the sample.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"FI-2010 file not found: {path}")
+        raise InputFileNotFoundError(f"FI-2010 file not found: {path}")
     rows: list[np.ndarray] = []
-    with path.open("r") as handle:
-        for number, line in enumerate(handle, start=1):
-            tokens = line.split()
-            if not tokens:
-                continue
-            if len(rows) >= FI2010_NUM_ROWS:
-                raise LOBFormatError(
-                    f"{path}, row {number}: more than {FI2010_NUM_ROWS} rows; expected exactly 149"
-                )
-            rows.append(_fi2010_row(tokens, path, number, len(rows[0]) if rows else None))
+    try:
+        with path.open("r", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                tokens = line.split()
+                if not tokens:
+                    continue
+                if len(rows) >= FI2010_NUM_ROWS:
+                    raise LOBFormatError(
+                        f"{path}, row {number}: more than {FI2010_NUM_ROWS} rows; expected exactly 149"
+                    )
+                rows.append(_fi2010_row(tokens, path, number, len(rows[0]) if rows else None))
+    except UnicodeDecodeError as err:
+        line = _undecodable_line(path)
+        raise LOBFormatError(
+            f"{path}, row {'?' if line is None else line + 1}: not text: undecodable byte(s) ({err.reason}); "
+            "expected whitespace-separated numbers"
+        ) from err
     if len(rows) != FI2010_NUM_ROWS:
         raise LOBFormatError(
             f"{path}: found {len(rows)} rows, expected {FI2010_NUM_ROWS} (144 features + 5 label rows for "

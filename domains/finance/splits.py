@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.utils import InputError
 from domains.finance.features import DayEvents
 from domains.finance.labels import smoothed_returns
 from domains.finance.readers import LobsterFileInfo, parse_lobster_filename
@@ -19,13 +20,20 @@ from domains.finance.readers import LobsterFileInfo, parse_lobster_filename
 __all__ = [
     "Segment",
     "SplitEvents",
+    "SplitOverlapWarning",
     "fraction_segments",
     "resolve_levels",
     "resolve_split_files",
+    "shared_split_files",
     "split_events",
 ]
 
 Fractions = tuple[float, float, float]
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
+
+
+class SplitOverlapWarning(UserWarning):
+    """One file is given to two of the training, validation and test splits: the later one's metrics leak."""
 
 
 @dataclass
@@ -67,23 +75,23 @@ def resolve_split_files(
         which part of their events each split takes. Prediction defaults to the test split.
 
     Raises:
-        ValueError: For both kinds of options at once, no training data, or fractions that are not 3
+        InputError: For both kinds of options at once, no training data, or fractions that are not 3
             non-negative numbers (train > 0) summing to 1.
     """
     explicit = any(x is not None for x in (train, val, test))
     if files is not None and explicit:
-        raise ValueError("give either files (+ split) or train_files/val_files/test_files, not both")
+        raise InputError("give either files (+ split) or train_files/val_files/test_files, not both")
     if files is None and not train:
-        raise ValueError(
+        raise InputError(
             "LOBSTERDataModule needs training data: pass train_files (and val_files/test_files) or files "
             "(+ split); normalisation statistics and label thresholds come from the training split"
         )
     if files is not None:
         if not files:
-            raise ValueError("files is empty")
+            raise InputError("files is empty")
         fractions = tuple(float(f) for f in split)
         if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0 or abs(sum(fractions) - 1) > 1e-6:
-            raise ValueError(f"split must be 3 non-negative fractions (train > 0) summing to 1, got {split}")
+            raise InputError(f"split must be 3 non-negative fractions (train > 0) summing to 1, got {split}")
         ordered = sorted((Path(f) for f in files), key=lambda p: _sort_key(parse_lobster_filename(p)))
         out = {name: list(ordered) for name in ("train", "val", "test")}
         out["predict"] = [Path(f) for f in predict] if predict is not None else list(ordered)
@@ -94,28 +102,47 @@ def resolve_split_files(
     return out, None
 
 
+def shared_split_files(split_files: dict[str, list[Path]]) -> dict[Path, list[str]]:
+    """Files listed in more than one of the train, val and test splits (compared as resolved paths).
+
+    Prediction is left out: it defaults to the test files on purpose.
+
+    Returns:
+        ``{file: [split, ...]}`` (splits as words: ``training``, ``validation``, ``test``), in file order.
+    """
+    owners: dict[Path, list[str]] = {}
+    shown: dict[Path, Path] = {}
+    for split, word in SPLIT_NAMES.items():
+        for path in split_files.get(split, []):
+            key = Path(path).resolve()
+            shown.setdefault(key, Path(path))
+            if word not in owners.setdefault(key, []):
+                owners[key].append(word)
+    return {shown[key]: words for key, words in owners.items() if len(words) > 1}
+
+
 def resolve_levels(split_files: dict[str, list[Path]], levels: int | None) -> int:
     """The number of book levels: ``levels`` checked against the file names, or the one they all share.
 
     Raises:
-        ValueError: If a file is not a message file, or the files (or ``levels``) disagree.
+        InputError: If a file is not a message file, or the files (or ``levels``) disagree.
     """
     infos = {path: parse_lobster_filename(path) for paths in split_files.values() for path in paths}
     for path, info in infos.items():
         if info.kind != "message":
-            raise ValueError(
+            raise InputError(
                 f"{path}: list message files (…_message_LEVEL.csv); the orderbook file is derived"
             )
     if levels is not None:
         if levels < 1:
-            raise ValueError(f"levels must be >= 1, got {levels}")
+            raise InputError(f"levels must be >= 1, got {levels}")
         wrong = [str(p) for p, info in infos.items() if info.levels != levels]
         if wrong:
-            raise ValueError(f"levels={levels} but these files have another LEVEL in their name: {wrong}")
+            raise InputError(f"levels={levels} but these files have another LEVEL in their name: {wrong}")
         return levels
     found = sorted({info.levels for info in infos.values()})
     if len(found) != 1:
-        raise ValueError(f"the files disagree on the number of levels ({found}); use files of one depth")
+        raise InputError(f"the files disagree on the number of levels ({found}); use files of one depth")
     return found[0]
 
 

@@ -2,18 +2,48 @@
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from monai.data import CacheDataset
 from torch.utils.data import Dataset
+
+from core.utils import InputError
 
 if TYPE_CHECKING:
     from monai.transforms import Compose
 
-__all__ = ["CacheMode", "cache_folder", "case_dataset"]
+__all__ = ["CacheMode", "JoinedCacheDataset", "cache_folder", "case_dataset", "reseed_transforms"]
 
 CacheMode = Literal["none", "memory", "disk"]
+
+
+class JoinedCacheDataset(CacheDataset):
+    """MONAI's ``CacheDataset`` whose cache-filling threads have all stopped before an error propagates.
+
+    MONAI fills the cache in a ``multiprocessing.pool.ThreadPool``; when one case fails (a corrupt file, an
+    unexpected label value), the pool is terminated but its daemon threads are not joined and go on with the
+    next cases. If the process then exits on the error, Python ends those threads inside PyTorch's C++ code,
+    which aborts the process (``terminate called without an active exception``, exit status 134) and hides
+    the error message. Here the pending cases are cancelled and the running ones awaited before the first
+    error (in case order) is raised. The cached items are the same.
+    """
+
+    def _fill_cache(self, indices: list[int] | None = None) -> list:
+        if self.cache_num <= 0:
+            return []
+        if indices is None:
+            indices = list(range(self.cache_num))
+        with ThreadPoolExecutor(self.num_workers or os.cpu_count()) as pool:
+            futures = [pool.submit(self._load_cache_item, index) for index in indices]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
 
 
 def case_dataset(
@@ -24,19 +54,21 @@ def case_dataset(
     Args:
         items: One dict per case (``case``, ``image``, ``label``).
         transform: The split's pipeline.
-        cache: ``none`` (every step on every read), ``memory`` (``CacheDataset``: the deterministic steps,
-            loading included, done once when the dataset is built) or ``disk`` (``PersistentDataset`` files in
-            ``folder``).
+        cache: ``none`` (every step on every read), ``memory`` (:class:`JoinedCacheDataset`: the
+            deterministic steps, loading included, done once when the dataset is built) or ``disk``
+            (``PersistentDataset`` files in ``folder``).
         folder: The disk cache's folder (see :func:`cache_folder`); required for ``disk``.
 
     Returns:
         The dataset.
     """
-    from monai.data import CacheDataset, PersistentDataset
     from monai.data import Dataset as MonaiDataset
+    from monai.data import PersistentDataset
 
     if cache == "memory":
-        return CacheDataset(items, transform=transform, cache_rate=1.0, num_workers=None, progress=False)
+        return JoinedCacheDataset(
+            items, transform=transform, cache_rate=1.0, num_workers=None, progress=False
+        )
     if cache == "disk":
         if folder is None:
             raise ValueError("case_dataset: cache='disk' needs a cache folder")
@@ -60,7 +92,7 @@ def cache_folder(cache_dir: Path, inputs: Iterable[Path], options: Mapping[str, 
     for folder in inputs:
         folder = Path(folder).resolve()
         if base == folder or folder in base.parents:
-            raise ValueError(
+            raise InputError(
                 f"cache_dir {cache_dir} lies inside the input folder {folder}; the input data is "
                 "never written to: choose a cache_dir elsewhere (e.g. under runs/)"
             )
@@ -68,3 +100,11 @@ def cache_folder(cache_dir: Path, inputs: Iterable[Path], options: Mapping[str, 
     folder = base / digest / pipeline
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def reseed_transforms(dataset: Dataset, seed: int) -> None:
+    """Reseed the random transforms of a MONAI dataset: one seed per training sample, for exact resumes.
+
+    :attr:`core.data.BaseDataModule.sample_reseed` calls it before each training sample is drawn.
+    """
+    dataset.transform.set_random_state(seed=seed)  # type: ignore[attr-defined]

@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.utils import InputError, InputFileNotFoundError
+
 __all__ = [
     "AFFINE_ATOL",
     "NIFTI_SUFFIXES",
@@ -89,13 +91,13 @@ class Datalist:
 
 def _load_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise FileNotFoundError(f"datalist {path} does not exist")
+        raise InputFileNotFoundError(f"datalist {path} does not exist")
     try:
         content = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"datalist {path} is not valid JSON: {err}") from err
+        raise InputError(f"datalist {path} is not valid JSON: {err}") from err
     if not isinstance(content, dict):
-        raise ValueError(f"datalist {path} must hold a JSON object, got {type(content).__name__}")
+        raise InputError(f"datalist {path} must hold a JSON object, got {type(content).__name__}")
     return content
 
 
@@ -118,7 +120,7 @@ def read_datalist(root: str | Path, datalist: str | Path | None = None) -> Datal
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"dataset root {root} is not a folder")
+        raise InputFileNotFoundError(f"dataset root {root} is not a folder")
     path = Path(datalist) if datalist is not None else root / "dataset.json"
     content = _load_json(path)
     meta = content
@@ -130,7 +132,7 @@ def read_datalist(root: str | Path, datalist: str | Path | None = None) -> Datal
         try:
             labels[int(key)] = str(name)
         except ValueError as err:
-            raise ValueError(f'{path}: "labels" keys must be integer label values, got {key!r}') from err
+            raise InputError(f'{path}: "labels" keys must be integer label values, got {key!r}') from err
     modality = meta.get("modality") or {}
     if isinstance(modality, dict):
         modalities = [str(modality[k]) for k in sorted(modality, key=int)]
@@ -138,17 +140,17 @@ def read_datalist(root: str | Path, datalist: str | Path | None = None) -> Datal
         modalities = [str(m) for m in modality]
     training, test = content.get("training", []), content.get("test", [])
     if not isinstance(training, list) or not isinstance(test, list):
-        raise ValueError(f'{path}: "training" and "test" must be lists')
+        raise InputError(f'{path}: "training" and "test" must be lists')
     return Datalist(path, root, labels, modalities, training, test)
 
 
 def _resolve(root: Path, value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{where}: expected a file path string, got {value!r}")
+        raise InputError(f"{where}: expected a file path string, got {value!r}")
     path = Path(value)
     path = path if path.is_absolute() else root / path
     if not path.is_file():
-        raise FileNotFoundError(f"{where} points to {value!r}, but {path} does not exist")
+        raise InputFileNotFoundError(f"{where} points to {value!r}, but {path} does not exist")
     return str(path.resolve())
 
 
@@ -164,26 +166,31 @@ def decathlon_cases(info: Datalist, section: str = "training") -> list[Case]:
 
     Raises:
         FileNotFoundError: If an entry points to a missing file (names the JSON file, entry and path).
-        ValueError: If an entry lacks its image/label, or two entries share an id.
+        ValueError: If an entry lacks its image/label, two entries share an id, or ``training`` is empty.
     """
     entries = info.training if section == "training" else info.test
+    if section == "training" and not entries:
+        raise InputError(
+            f'datalist {info.path}: its "training" list is empty; it must list the labelled cases as '
+            '{"image": path, "label": path} entries relative to the dataset root'
+        )
     cases: dict[str, Case] = {}
     for index, entry in enumerate(entries):
         where = f"{info.path} [{section}][{index}]"
         entry = {"image": entry} if isinstance(entry, str) else entry
         if not isinstance(entry, dict) or "image" not in entry:
-            raise ValueError(f'{where}: expected {{"image": ..., "label": ...}} or a path, got {entry!r}')
+            raise InputError(f'{where}: expected {{"image": ..., "label": ...}} or a path, got {entry!r}')
         images = entry["image"] if isinstance(entry["image"], list) else [entry["image"]]
         if not images:
-            raise ValueError(f'{where}: "image" is an empty list')
+            raise InputError(f'{where}: "image" is an empty list')
         image = [_resolve(info.root, p, f'{where} "image"') for p in images]
         label = entry.get("label")
         if section == "training" and label is None:
-            raise ValueError(f'{where}: a training entry needs a "label"')
+            raise InputError(f'{where}: a training entry needs a "label"')
         label_path = _resolve(info.root, label, f'{where} "label"') if label is not None else None
         case = case_id_from_file(image[0])
         if case in cases:
-            raise ValueError(f"{where}: case id {case!r} (from {images[0]!r}) appears twice in {info.path}")
+            raise InputError(f"{where}: case id {case!r} (from {images[0]!r}) appears twice in {info.path}")
         cases[case] = {"case": case, "image": image, "label": label_path}
     return [cases[k] for k in sorted(cases)]
 
@@ -196,10 +203,10 @@ def image_file_cases(folder: str | Path) -> list[Case]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"prediction folder {folder} is not a folder")
+        raise InputFileNotFoundError(f"prediction folder {folder} is not a folder")
     files = sorted({p for suffix in NIFTI_SUFFIXES for p in folder.glob(f"*{suffix}") if p.is_file()})
     if not files:
-        raise FileNotFoundError(f"prediction folder {folder} holds no .nii.gz / .nii file")
+        raise InputFileNotFoundError(f"prediction folder {folder} holds no .nii.gz / .nii file")
     return [{"case": case_id_from_file(p), "image": [str(p.resolve())], "label": None} for p in files]
 
 
@@ -209,10 +216,10 @@ def image_file_cases(folder: str | Path) -> list[Case]:
 def _match_one(folder: Path, pattern: str, what: str) -> Path:
     matches = sorted(p for p in folder.glob(pattern) if p.is_file())
     if not matches:
-        raise FileNotFoundError(f"case folder {folder}: no file matches the {what} pattern {pattern!r}")
+        raise InputFileNotFoundError(f"case folder {folder}: no file matches the {what} pattern {pattern!r}")
     if len(matches) > 1:
         names = ", ".join(p.name for p in matches)
-        raise ValueError(
+        raise InputError(
             f"case folder {folder}: the {what} pattern {pattern!r} is ambiguous, it matches {len(matches)} "
             f"files ({names}); make it match exactly one"
         )
@@ -241,12 +248,12 @@ def folder_cases(
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"dataset root {root} is not a folder")
+        raise InputFileNotFoundError(f"dataset root {root} is not a folder")
     if not modalities:
-        raise ValueError("modalities must list at least one file-name pattern")
+        raise InputError("modalities must list at least one file-name pattern")
     folders = sorted(p for p in root.glob(case_glob) if p.is_dir())
     if not folders:
-        raise FileNotFoundError(f"no case folder under {root} matches case_glob {case_glob!r}")
+        raise InputFileNotFoundError(f"no case folder under {root} matches case_glob {case_glob!r}")
     cases = []
     for folder in folders:
         image = [str(_match_one(folder, pattern, "modality").resolve()) for pattern in modalities]
@@ -276,7 +283,7 @@ def _header(path: str) -> tuple[tuple[int, ...], np.ndarray]:
     try:
         image = nib.load(path)
     except Exception as err:  # nibabel raises several types for unreadable headers
-        raise ValueError(f"cannot read the NIfTI header of {path}: {type(err).__name__}: {err}") from err
+        raise InputError(f"cannot read the NIfTI header of {path}: {type(err).__name__}: {err}") from err
     return tuple(int(s) for s in image.shape), np.asarray(image.affine, dtype=np.float64)
 
 
@@ -323,22 +330,22 @@ def check_headers(cases: list[Case], atol: float = AFFINE_ATOL, in_channels: int
             is_label = index >= len(case["image"])
             if len(shape) < 3 or (is_label and len(_spatial(shape)) != 3) or len(shape) > 4 + is_label:
                 kind = "label map" if is_label else "image"
-                raise ValueError(f"case {case['case']}: {path} has shape {shape}, expected a 3-D {kind}")
+                raise InputError(f"case {case['case']}: {path} has shape {shape}, expected a 3-D {kind}")
             if not is_label:
                 channels += _channels(shape)
             if _spatial(shape) != _spatial(ref_shape):
-                raise ValueError(
+                raise InputError(
                     f"case {case['case']}: spatial shape mismatch: {ref_file} has shape {ref_shape} but "
                     f"{path} has shape {shape}; all modalities and the label must lie on the same voxel grid"
                 )
             if not np.allclose(affine, ref_affine, rtol=0.0, atol=atol):
-                raise ValueError(
+                raise InputError(
                     f"case {case['case']}: affine mismatch (atol {atol} mm): {ref_file} has affine\n"
                     f"{np.array2string(ref_affine, precision=4)}\nbut {path} has affine\n"
                     f"{np.array2string(affine, precision=4)}\nresample them onto one grid first"
                 )
         if in_channels is not None and channels != in_channels:
-            raise ValueError(
+            raise InputError(
                 f"case {case['case']}: its image files {case['image']} hold {channels} channels, expected "
                 f"{in_channels} (one per modality)"
             )
@@ -358,7 +365,7 @@ def check_label_map(label_map: LabelMap) -> LabelMap:
     if label_map is None or label_map == "binary":
         return label_map
     if not isinstance(label_map, Mapping) or not label_map:
-        raise ValueError(
+        raise InputError(
             f"label_map must be 'binary', None or a non-empty {{raw value: class}} dict, got {label_map!r}"
         )
     out: dict[int, int] = {}
@@ -366,9 +373,9 @@ def check_label_map(label_map: LabelMap) -> LabelMap:
         try:
             raw_i, cls_i = int(raw), int(cls)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"label_map entries must be integers, got {raw!r}: {cls!r}") from err
+            raise InputError(f"label_map entries must be integers, got {raw!r}: {cls!r}") from err
         if cls_i < 0:
-            raise ValueError(f"label_map maps {raw_i} to class {cls_i}; classes must be >= 0")
+            raise InputError(f"label_map maps {raw_i} to class {cls_i}; classes must be >= 0")
         out[raw_i] = cls_i
     out.setdefault(0, 0)
     return out

@@ -24,7 +24,8 @@ from monai.data import DataLoader
 from torch.utils.data import Dataset
 
 from core.data import BaseDataModule, Split
-from domains.medical.caching import CacheMode, cache_folder, case_dataset
+from core.utils import InputError
+from domains.medical.caching import CacheMode, cache_folder, case_dataset, reseed_transforms
 from domains.medical.cases import (
     AFFINE_ATOL,
     Case,
@@ -112,6 +113,8 @@ class MedicalDataModule(BaseDataModule):
     # MONAI's DataLoader seeds the random transforms of a dataset loaded in the main process (a plain one
     # would leave them unseeded), and defaults to its collate and worker seeding.
     loader_class: ClassVar[type[DataLoader]] = DataLoader
+    # The crops and flips keep a random state of their own: seeded per sample, a resumed run draws alike.
+    sample_reseed = reseed_transforms
 
     def __init__(
         self,
@@ -152,22 +155,22 @@ class MedicalDataModule(BaseDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=1, num_workers=num_workers, pin_memory=False)
         if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+            raise InputError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
         patch = list(DEFAULT_PATCH[spatial_dims] if patch_size is None else patch_size)
         if len(patch) != spatial_dims or any(int(p) < 1 for p in patch):
-            raise ValueError(
+            raise InputError(
                 f"patch_size must hold {spatial_dims} positive sizes (spatial_dims), got {patch_size}"
             )
         if samples_per_volume < 1:
-            raise ValueError(f"samples_per_volume must be >= 1, got {samples_per_volume}")
+            raise InputError(f"samples_per_volume must be >= 1, got {samples_per_volume}")
         if pos < 0 or neg < 0 or pos + neg <= 0:
-            raise ValueError(f"pos ({pos}) and neg ({neg}) must be >= 0 with a positive sum")
+            raise InputError(f"pos ({pos}) and neg ({neg}) must be >= 0 with a positive sum")
         if pixdim is not None and (len(pixdim) != 3 or any(p <= 0 for p in pixdim)):
-            raise ValueError(f"pixdim must hold 3 positive voxel sizes in mm, got {pixdim}")
+            raise InputError(f"pixdim must hold 3 positive voxel sizes in mm, got {pixdim}")
         if normalize not in ("zscore", "range", "percentile", "none"):
-            raise ValueError(f"normalize must be zscore, range, percentile or none, got {normalize!r}")
+            raise InputError(f"normalize must be zscore, range, percentile or none, got {normalize!r}")
         if normalize == "range" and (intensity_range is None or len(intensity_range) != 2):
-            raise ValueError("normalize='range' needs intensity_range=[a_min, a_max]")
+            raise InputError("normalize='range' needs intensity_range=[a_min, a_max]")
         probabilities = {
             "flip_prob": flip_prob,
             "intensity_scale_prob": intensity_scale_prob,
@@ -175,9 +178,9 @@ class MedicalDataModule(BaseDataModule):
         }
         for name, p in probabilities.items():
             if not 0 <= p <= 1:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+                raise InputError(f"{name} must be a probability in [0, 1], got {p}")
         if cache not in ("none", "memory", "disk"):
-            raise ValueError(f"cache must be none, memory or disk, got {cache!r}")
+            raise InputError(f"cache must be none, memory or disk, got {cache!r}")
         self.label_map = check_label_map(label_map)
         self.spatial_dims: Literal[2, 3] = spatial_dims
         self.patch_size: list[int] = [int(p) for p in patch]
@@ -238,17 +241,17 @@ class MedicalDataModule(BaseDataModule):
         if derived is None and dataset_labels:
             derived = max(dataset_labels) + 1
         if derived is not None and requested is not None and requested != derived:
-            raise ValueError(
+            raise InputError(
                 f"num_classes={requested} disagrees with the data: label_map={self.label_map!r} and the "
                 f"dataset's labels {dataset_labels or '{}'} give {derived} classes (background included)"
             )
         num_classes = requested if requested is not None else derived
         if num_classes is None:
-            raise ValueError(
+            raise InputError(
                 "num_classes cannot be derived: set num_classes or label_map ('binary' or {raw value: class})"
             )
         if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2 (background included), got {num_classes}")
+            raise InputError(f"num_classes must be >= 2 (background included), got {num_classes}")
         self.num_classes = int(num_classes)
         self.class_names = self._class_names(dataset_labels)
         config = PipelineConfig(
@@ -267,7 +270,7 @@ class MedicalDataModule(BaseDataModule):
         names = self._requested["class_names"]
         if names is not None:
             if len(names) != self.num_classes:
-                raise ValueError(
+                raise InputError(
                     f"class_names has {len(names)} names for num_classes={self.num_classes}: {names}"
                 )
             return list(names)
@@ -306,7 +309,8 @@ class MedicalDataModule(BaseDataModule):
         if self.cases is None:
             self.cases = self._discover()
             if not self.cases:
-                raise ValueError(f"{type(self).__name__}: no case found")
+                folders = ", ".join(str(p) for p in self._input_folders()) or "its inputs"
+                raise InputError(f"{type(self).__name__}: no labelled case found in {folders}")
         return self.cases
 
     def input_paths(self) -> list[Path]:

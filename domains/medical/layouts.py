@@ -9,6 +9,7 @@
 from pathlib import Path
 from typing import Any
 
+from core.utils import InputError
 from domains.medical.cases import (
     Case,
     Datalist,
@@ -46,7 +47,7 @@ class DecathlonDataModule(MedicalDataModule):
         super().__init__(**kwargs)
         self.save_hyperparameters(ignore=RESOLVED)
         if predict_files is not None and self.predict_root is not None:
-            raise ValueError("give predict_files or predict_root, not both")
+            raise InputError("give predict_files or predict_root, not both")
         self.root = Path(root)
         self.datalist = read_datalist(self.root, datalist)
         self.predict_files = list(predict_files) if predict_files is not None else None
@@ -97,7 +98,7 @@ class CaseFolderDataModule(MedicalDataModule):
         super().__init__(**kwargs)
         self.save_hyperparameters(ignore=RESOLVED)
         if not modalities:
-            raise ValueError("modalities must list at least one file-name pattern, e.g. ['Flair*.nii.gz']")
+            raise InputError("modalities must list at least one file-name pattern, e.g. ['Flair*.nii.gz']")
         self.root = Path(root)
         self.case_glob = case_glob
         self.modalities = list(modalities)

@@ -32,6 +32,7 @@ from core.attention import AttentionFactory
 from core.training import BaseTask
 from core.training.base_task import Stage
 from core.training.plots import segmentation_figure
+from core.utils import InputError
 from domains.medical.losses import DeepSupervisionLoss, segmentation_loss
 from domains.medical.metrics import SegmentationEvaluation
 from domains.medical.models import AGUNet, SegmentationNetworkFactory
@@ -123,12 +124,12 @@ class SegmentationTask(BaseTask):
         hp = self.hparams
         self.require_linked("in_channels", "num_classes", "spatial_dims", "patch_size")
         if len(hp.patch_size) != hp.spatial_dims:
-            raise ValueError(
+            raise InputError(
                 f"SegmentationTask: patch_size {hp.patch_size} has {len(hp.patch_size)} axes, expected "
                 f"spatial_dims={hp.spatial_dims}"
             )
         if not 0.0 <= hp.overlap < 1.0:
-            raise ValueError(f"SegmentationTask: overlap must be in [0, 1), got {hp.overlap}")
+            raise InputError(f"SegmentationTask: overlap must be in [0, 1), got {hp.overlap}")
         self.network: nn.Module = self.build_network(
             self.network_factory,
             in_channels=hp.in_channels,
@@ -231,7 +232,7 @@ class SegmentationTask(BaseTask):
         """The linked class names, else ``background``, ``class1``, ``class2``, ..."""
         names, num_classes = self.hparams.class_names, self.hparams.num_classes
         if names is not None and len(names) != num_classes:
-            raise ValueError(
+            raise InputError(
                 f"SegmentationTask: {len(names)} class_names {names} for num_classes={num_classes}"
             )
         return list(names) if names else ["background"] + [f"class{i}" for i in range(1, num_classes)]
@@ -254,7 +255,7 @@ class SegmentationTask(BaseTask):
                 return self.network(x.squeeze(-1)).unsqueeze(-1)
 
         if len(roi) != image.ndim - 2:
-            raise ValueError(
+            raise InputError(
                 f"SegmentationTask: roi_size {roi} does not fit volumes of shape {tuple(image.shape)}"
             )
         return sliding_window_inference(

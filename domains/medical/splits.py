@@ -4,6 +4,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.utils import InputError
+
 __all__ = ["SplitKind", "check_split_options", "split_cases"]
 
 SplitKind = Literal["ratio", "kfold", "fixed"]
@@ -48,7 +50,7 @@ def split_cases(
     order = [ordered[i] for i in np.random.default_rng(seed).permutation(n)]
     if split == "ratio":
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1):
-            raise ValueError(
+            raise InputError(
                 f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in [0, 1)"
             )
         n_val = max(round(val_fraction * n), 1) if val_fraction > 0 else 0
@@ -60,21 +62,21 @@ def split_cases(
         }
     elif split == "kfold":
         if num_folds < 2 or not 0 <= fold < num_folds:
-            raise ValueError(
+            raise InputError(
                 f"kfold needs num_folds >= 2 and 0 <= fold < num_folds, got {num_folds=}, {fold=}"
             )
         if n < num_folds:
-            raise ValueError(f"kfold with num_folds={num_folds} needs at least that many cases, got {n}")
+            raise InputError(f"kfold with num_folds={num_folds} needs at least that many cases, got {n}")
         held = [str(c) for c in np.array_split(np.array(order, dtype=object), num_folds)[fold]]
         parts = {"val": held, "test": list(held), "train": [c for c in order if c not in set(held)]}
     elif split == "fixed":
         if not val_cases and not test_cases:
-            raise ValueError("split='fixed' needs val_cases and/or test_cases (case ids)")
+            raise InputError("split='fixed' needs val_cases and/or test_cases (case ids)")
         known = set(ordered)
         for name, chosen in (("val_cases", val_cases or []), ("test_cases", test_cases or [])):
             unknown = [c for c in chosen if c not in known]
             if unknown:
-                raise ValueError(f"{name} holds unknown case ids {unknown}; known ids include {ordered[:5]}")
+                raise InputError(f"{name} holds unknown case ids {unknown}; known ids include {ordered[:5]}")
         held = set(val_cases or []) | set(test_cases or [])
         parts = {
             "val": list(val_cases or []),
@@ -82,9 +84,9 @@ def split_cases(
             "train": [c for c in ordered if c not in held],
         }
     else:
-        raise ValueError(f"split must be ratio, kfold or fixed, got {split!r}")
+        raise InputError(f"split must be ratio, kfold or fixed, got {split!r}")
     if not parts["train"]:
-        raise ValueError(f"the {split} split of {n} cases leaves no training case: {parts}")
+        raise InputError(f"the {split} split of {n} cases leaves no training case: {parts}")
     return {k: sorted(v) for k, v in parts.items()}
 
 

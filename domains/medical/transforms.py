@@ -3,12 +3,14 @@
 :func:`build_pipeline` composes, per stage (``train``, ``eval`` = validation/test, ``predict``):
 
 1. :class:`LoadImageFilesd` (MONAI ``LoadImaged`` with the NiBabel reader; a truncated or corrupt file raises
-   :class:`ImageReadError` naming it). Several files of one key are stacked as channels, in order.
+   :class:`ImageReadError` naming it, NaN or Inf voxels raise :class:`~core.utils.InputError` naming it, and
+   an all-zero image file of a case whose label has foreground is warned about). Several files of one key
+   are stacked as channels, in order.
 2. ``EnsureChannelFirstd`` → ``Orientationd`` (``RAS`` by default) → ``Spacingd`` (optional ``pixdim``,
    bilinear for the image, nearest for the label).
 3. :class:`MapLabelsd`: ``binary`` (label > 0 → 1), an explicit ``{raw value: class}`` dict, or None (labels
-   used as they are, which must lie in ``[0, num_classes)``); unexpected values raise ``ValueError``
-   naming the label file.
+   used as they are, which must lie in ``[0, num_classes)``); unexpected values raise
+   :class:`~core.utils.InputError` naming the label file.
 4. ``CropForegroundd`` on the bounding box of the voxels above each channel's minimum (optional). This runs
    *before* normalisation: raw MRI backgrounds are 0, pre-normalised sets (BraTS ``*_subtrMeanDivStd``) have
    a constant negative background, both of which are the volume's minimum.
@@ -31,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from core.utils import require
+from core.utils import InputError, require
 from domains.medical.cases import LabelMap, check_label_map
 
 require("monai", "medical")
@@ -91,22 +93,36 @@ def _source(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------- loading
 
 
-class ImageReadError(OSError):
+class ImageReadError(InputError, OSError):
     """A NIfTI file could not be decoded (truncated download, corrupt gzip stream, bad header)."""
 
 
 class LoadImageFilesd(MapTransform):
-    """``LoadImaged`` (NiBabel reader, float32, MetaTensors) whose read errors name the offending file.
+    """``LoadImaged`` (NiBabel reader, float32, MetaTensors) that checks the voxels and names a bad file.
 
-    A list of files under one key is stacked as channels in order (MONAI's multi-file loading).
+    A list of files under one key is stacked as channels in order (MONAI's multi-file loading). Checks, at
+    load time (before any voxel reaches a loss): a file that does not decode raises :class:`ImageReadError`;
+    NaN or Inf voxels raise :class:`~core.utils.InputError` (they would turn the loss NaN a few steps later,
+    far from the file); an image file whose voxels are all zero while the case's label has foreground is
+    logged as a warning (an export that lost the scan), once per case and process.
 
     Args:
         keys: Keys holding a path or a list of paths.
         allow_missing_keys: Skip absent keys (predict items have no label).
+        image_key: The image key (for the all-zero check).
+        label_key: The label key (for the all-zero check).
     """
 
-    def __init__(self, keys: Any, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: Any,
+        allow_missing_keys: bool = False,
+        image_key: str = "image",
+        label_key: str = "label",
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
+        self.image_key = image_key
+        self.label_key = label_key
         self.loader = LoadImaged(
             keys,
             reader="NibabelReader",
@@ -114,23 +130,73 @@ class LoadImageFilesd(MapTransform):
             image_only=True,
             allow_missing_keys=allow_missing_keys,
         )
+        self.warned: set[str] = set()
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        """Load every key; on failure find the file that does not decode and name it."""
+        """Load every key; on failure find the file that does not decode and name it; check the voxels."""
         try:
-            return self.loader(data)
+            loaded = self.loader(data)
         except Exception as err:
             case = data.get("case", "?")
             for key in self.key_iterator(dict(data)):
-                paths = data[key] if isinstance(data[key], list | tuple) else [data[key]]
-                for path in paths:
-                    problem = _decode_problem(str(path))
+                for path in _paths(data[key]):
+                    problem = _decode_problem(path)
                     if problem is not None:
                         raise ImageReadError(
                             f"cannot read {path} (case {case}, key {key!r}): {problem}; the file is "
                             "truncated or corrupt: copy or export it again"
                         ) from err
             raise ImageReadError(f"cannot load the {list(self.keys)} files of case {case}: {err}") from err
+        self.check_voxels(data, loaded)
+        return loaded
+
+    def check_voxels(self, files: Mapping[Hashable, Any], loaded: Mapping[Hashable, Any]) -> None:
+        """Refuse non-finite voxels and warn about an all-zero image with a labelled foreground.
+
+        Args:
+            files: The item before loading (paths per key).
+            loaded: The item after loading (tensors per key).
+
+        Raises:
+            InputError: If a file holds NaN or Inf voxels (names the case, the file and the count).
+        """
+        case = str(files.get("case", "?"))
+        for key in self.key_iterator(dict(loaded)):
+            finite = torch.isfinite(_plain(loaded[key]))
+            if bool(finite.all()):
+                continue
+            paths = _paths(files[key])
+            bad = [p for p in paths if _has_nonfinite(p)] if len(paths) > 1 else paths
+            raise InputError(
+                f"case {case}: {', '.join(bad or paths)} ({key}) holds {int((~finite).sum())} NaN or Inf "
+                "voxels; every voxel must be a finite number: re-export the file or leave the case out"
+            )
+        if self.image_key not in loaded or self.label_key not in loaded or case in self.warned:
+            return
+        image, label = _plain(loaded[self.image_key]), _plain(loaded[self.label_key])
+        paths = _paths(files[self.image_key])
+        if len(paths) == 1:
+            zero = [] if bool(image.any()) else paths
+        else:
+            channel_dim = getattr(loaded[self.image_key], "meta", {}).get("original_channel_dim", 0)
+            channels = image.movedim(int(channel_dim), 0) if isinstance(channel_dim, int) else image[None]
+            blank_channel = not bool(channels.reshape(channels.shape[0], -1).any(dim=1).all())
+            zero = [p for p in paths if _all_zero(p)] if blank_channel else []
+        if zero and bool((label > 0).any()):
+            self.warned.add(case)
+            logger.warning(
+                "case %s: every voxel of %s is 0, but its label %s has %d foreground voxels; the image is "
+                "probably a broken export (the case still trains)",
+                case,
+                ", ".join(zero),
+                _paths(files[self.label_key])[0],
+                int((label > 0).sum()),
+            )
+
+
+def _paths(value: Any) -> list[str]:
+    """The file paths of one key of an item (a path or a list of paths)."""
+    return [str(p) for p in value] if isinstance(value, list | tuple) else [str(value)]
 
 
 def _decode_problem(path: str) -> str | None:
@@ -142,6 +208,25 @@ def _decode_problem(path: str) -> str | None:
     except Exception as err:  # EOFError, zlib.error, OSError, nibabel's ImageFileError ...
         return f"{type(err).__name__}: {err}"
     return None
+
+
+def _plain(value: Any) -> torch.Tensor:
+    """A loaded volume as a plain tensor (no MetaTensor bookkeeping for the checks)."""
+    return value.as_tensor() if isinstance(value, MetaTensor) else torch.as_tensor(value)
+
+
+def _has_nonfinite(path: str) -> bool:
+    """Whether ``path`` holds NaN or Inf voxels (read again, only once a stack of files has some)."""
+    import nibabel as nib
+
+    return not np.isfinite(np.asarray(nib.load(path).dataobj, dtype=np.float32)).all()
+
+
+def _all_zero(path: str) -> bool:
+    """Whether every voxel of ``path`` is 0 (read again, only once a stack of files has a blank channel)."""
+    import nibabel as nib
+
+    return not np.asarray(nib.load(path).dataobj).any()
 
 
 # ------------------------------------------------------------------------------------------- label maps
@@ -166,7 +251,7 @@ class MapLabelsd(MapTransform):
         self.num_classes = num_classes
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        """Map every label key; raise ``ValueError`` naming the file on unexpected values."""
+        """Map every label key; raise :class:`~core.utils.InputError` naming the file on unexpected values."""
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.map(d[key])
@@ -178,7 +263,7 @@ class MapLabelsd(MapTransform):
         values = torch.unique(array)
         fractional = values[values != torch.round(values)]
         if len(fractional):
-            raise ValueError(
+            raise InputError(
                 f"label file {_source(label)} holds non-integer values {fractional[:8].tolist()}"
                 "; a label map must hold class indices (resampled with nearest-neighbour interpolation)"
             )
@@ -197,7 +282,7 @@ class MapLabelsd(MapTransform):
             expected, mapped = f"values in [0, {self.num_classes}) (num_classes={self.num_classes})", array
         if not bool(allowed.all()):
             bad = [int(v) if float(v).is_integer() else float(v) for v in values[~allowed].tolist()]
-            raise ValueError(
+            raise InputError(
                 f"label file {_source(label)} holds unexpected label values {bad}; expected {expected}. "
                 "Set label_map (e.g. 'binary' or {raw value: class}) or num_classes to match the data"
             )

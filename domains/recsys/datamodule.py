@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from core.data import BaseDataModule, Split
+from core.utils import InputError
 from domains.recsys.batching import (
     MIN_TRAIN_ITEMS,
     EvalBatchCollate,
@@ -42,12 +43,14 @@ from domains.recsys.splits import (
     training_item_counts,
 )
 from domains.recsys.splits import Split as SequenceSplit
+from domains.recsys.tables import UnknownIdError
 
 __all__ = ["SeqRecDataModule"]
 
 IN_MEMORY = "<in-memory SequenceData>"
 CHOICES = {
     "format": ("auto", *FORMATS),
+    "duplicates": ("keep", "drop", "error"),
     "split": ("leave_one_out", "time_ratio"),
     "ranking": ("full", "uni100", "pop100"),
     "train_windows": ("last", "random", "prefix"),
@@ -89,6 +92,9 @@ class SeqRecDataModule(BaseDataModule):
         k_core: Iteratively drop users and items with fewer than k interactions (None: no k-core filter).
         min_user_interactions: Drop users with fewer interactions after filtering (3: one to train, one to
             validate, one to test under leave-one-out).
+        duplicates: Exact duplicate interactions (same user, item, timestamp and rating; checked when the
+            data has timestamps): ``keep`` them with a ``DuplicateInteractionsWarning`` giving their count,
+            ``drop`` them before any other filter, or refuse them (``error``).
         max_len: History length L fed to the model (SASRec: 50 on Amazon, 200 on MovieLens-1M); training
             windows hold ``L + 1`` items.
         split: ``leave_one_out`` or ``time_ratio`` (see above).
@@ -141,6 +147,7 @@ class SeqRecDataModule(BaseDataModule):
         rating_threshold: float | None = None,
         k_core: int | None = None,
         min_user_interactions: int = 3,
+        duplicates: Literal["keep", "drop", "error"] = "keep",
         max_len: int = 50,
         split: Literal["leave_one_out", "time_ratio"] = "leave_one_out",
         ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
@@ -161,23 +168,23 @@ class SeqRecDataModule(BaseDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, pin_memory)
         self.save_hyperparameters(ignore=["pin_memory"])  # resolved by the base (None -> CUDA available)
-        given = {"format": format, "split": split, "ranking": ranking}
+        given = {"format": format, "duplicates": duplicates, "split": split, "ranking": ranking}
         given |= {"train_windows": train_windows, "pad_to": pad_to}
         for name, value in given.items():
             if value not in CHOICES[name]:
-                raise ValueError(f"{name} must be one of {CHOICES[name]}, got {value!r}")
+                raise InputError(f"{name} must be one of {CHOICES[name]}, got {value!r}")
         if max_len < 1 or min_user_interactions < 1 or num_negatives < 1:
-            raise ValueError(
+            raise InputError(
                 f"max_len ({max_len}), min_user_interactions ({min_user_interactions}) and num_negatives "
                 f"({num_negatives}) must be >= 1"
             )
         if k_core is not None and k_core < 1:
-            raise ValueError(f"k_core must be >= 1 or None, got {k_core}")
+            raise InputError(f"k_core must be >= 1 or None, got {k_core}")
         if not 0.0 <= noise_prob < 1.0:
-            raise ValueError(f"noise_prob must be in [0, 1), got {noise_prob}")
+            raise InputError(f"noise_prob must be in [0, 1), got {noise_prob}")
         ratios = tuple(float(r) for r in ratios)
         if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0 or abs(sum(ratios) - 1.0) > 1e-6:
-            raise ValueError(
+            raise InputError(
                 f"ratios must be 3 non-negative fractions (train > 0) summing to 1, got {ratios}"
             )
         self.path = str(path)  # the reading and preprocessing options are read from self.hparams
@@ -195,6 +202,7 @@ class SeqRecDataModule(BaseDataModule):
         self.predict_file = predict_file
         self.predict_user_ids: list[str] | None = None  # names of the predict_file sequences, if any
         self.seed = seed
+        self.shuffle_seed = seed  # the base's training order (EpochRandomSampler) follows ``seed``
         self._source: SequenceData | None = None  # in-memory data (from_sequences) or the preprocessed file
         self.preprocess_report: Any = None
         self.clean_data: SequenceData | None = None
@@ -233,11 +241,8 @@ class SeqRecDataModule(BaseDataModule):
         return paths
 
     def loader_options(self, split: Split) -> dict[str, Any]:
-        """The split's collate function; training batches are shuffled by a generator seeded with ``seed``."""
-        options: dict[str, Any] = {"collate_fn": self._collate(split)}
-        if split == "train":
-            options["generator"] = torch.Generator().manual_seed(self.seed)
-        return options
+        """The split's collate function (the training order is drawn from ``seed`` and the epoch)."""
+        return {"collate_fn": self._collate(split)}
 
     # ------------------------------------------------------------------ data-derived values
 
@@ -317,6 +322,7 @@ class SeqRecDataModule(BaseDataModule):
                 rating_threshold=hp.rating_threshold,
                 k_core=hp.k_core,
                 min_user_interactions=hp.min_user_interactions,
+                duplicates=hp.duplicates,
             )
             rank_zero_info(f"{self.path}: {self.preprocess_report.summary()}")
         return self._source
@@ -362,7 +368,10 @@ class SeqRecDataModule(BaseDataModule):
                 return self._predict_file_collate(self.predict_file)
             predict = samples["predict"]
             if self.predict_users is not None:
-                chosen = self.encode_users(self.predict_users)
+                try:
+                    chosen = self.encode_users(self.predict_users)
+                except KeyError as err:
+                    raise UnknownIdError(f"data.predict_users: {err.args[0]}") from None
                 predict = Samples(*(t[chosen] for t in predict))
             return EvalBatchCollate(data.items, *predict, self.max_len, predict=True, trim=self.trim)
         users, starts, targets = samples[split]
@@ -390,7 +399,7 @@ class SeqRecDataModule(BaseDataModule):
             try:
                 chunks.append(self.encode_items(raw_items))
             except KeyError as err:
-                raise KeyError(f"{path}:{number}: {err.args[0]}") from None
+                raise UnknownIdError(f"{path}:{number}: {err.args[0]}") from None
         self.predict_user_ids = [name for _, name, _ in sequences]
         lengths = torch.tensor([len(c) for c in chunks])
         ends = torch.cumsum(lengths, 0)

@@ -4,15 +4,19 @@
 
 1. **Order**: users are numbered by first appearance in the file; each user's interactions are sorted by
    timestamp with a stable sort (ties, and files without timestamps, keep file order).
-2. **Rating threshold** (optional): keep interactions with ``rating >= rating_threshold``.
-3. **Dedupe** (optional): ``first`` / ``last`` keep only the earliest / latest interaction of each
+2. **Exact duplicates**: rows equal to an earlier one in user, item, timestamp and rating (only checked when
+   the source has timestamps: without them a repeated item is a re-consumption in file order) are counted
+   and, by ``duplicates``, kept with a :class:`DuplicateInteractionsWarning` (default), dropped, or
+   refused. Kept, a duplicated last interaction makes a user's validation target equal to the test target.
+3. **Rating threshold** (optional): keep interactions with ``rating >= rating_threshold``.
+4. **Dedupe** (optional): ``first`` / ``last`` keep only the earliest / latest interaction of each
    (user, item) pair; ``keep`` (default) keeps repeats (re-consumption is part of the sequence).
-4. **k-core** (optional): drop users and items with fewer than ``k_core`` interactions, repeated until
+5. **k-core** (optional): drop users and items with fewer than ``k_core`` interactions, repeated until
    nothing changes (a fixed point: every remaining user and item has at least ``k_core`` interactions).
-5. **Minimum length**: drop users with fewer than ``min_user_interactions`` (default 3: leave-one-out
+6. **Minimum length**: drop users with fewer than ``min_user_interactions`` (default 3: leave-one-out
    needs a training item, a validation and a test target). If this drops users while ``k_core`` is set,
-   steps 4-5 repeat until both hold.
-6. **Re-index**: users ``0..U-1`` in order of first appearance in the file; items ``1..num_items`` by first
+   steps 5-6 repeat until both hold.
+7. **Re-index**: users ``0..U-1`` in order of first appearance in the file; items ``1..num_items`` by first
    appearance in the final (user-major, time-ordered) sequences (``item_order="appearance"``, the default; it
    keeps the ids of S3-Rec files, which are numbered that way) or by sorted raw id (``"sorted"``: numeric for
    integer ids, lexicographic for string tokens). Index 0 is padding.
@@ -21,6 +25,7 @@ Every step is counted in a :class:`PreprocessReport` (nothing is dropped silentl
 :meth:`~PreprocessReport.summary` is what the datamodule logs.
 """
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -29,8 +34,19 @@ import torch
 
 from domains.recsys.data import PAD_TOKEN, SequenceData
 from domains.recsys.readers import Interactions, RecDataError
+from domains.recsys.tables import first_bad
 
-__all__ = ["FilterStep", "PreprocessReport", "build_sequences", "inject_noise"]
+__all__ = [
+    "DuplicateInteractionsWarning",
+    "FilterStep",
+    "PreprocessReport",
+    "build_sequences",
+    "inject_noise",
+]
+
+
+class DuplicateInteractionsWarning(UserWarning):
+    """The data holds exact duplicate interactions (same user, item, timestamp and rating), kept."""
 
 
 @dataclass
@@ -66,6 +82,7 @@ class PreprocessReport:
         items_after: Items kept.
         steps: The filtering steps that ran, in order.
         settings: The options used.
+        exact_duplicates: Rows equal to an earlier row in every field (0 when the source has no timestamps).
     """
 
     source: str
@@ -77,6 +94,7 @@ class PreprocessReport:
     items_after: int = 0
     steps: list[FilterStep] = field(default_factory=list)
     settings: dict[str, object] = field(default_factory=dict)
+    exact_duplicates: int = 0
 
     def step(self, name: str) -> FilterStep:
         """The step called ``name`` (created, empty, when it has not run yet)."""
@@ -100,6 +118,8 @@ class PreprocessReport:
             f"  before: {self.users_before} users, {self.items_before} items, "
             f"{self.interactions_before} interactions",
         ]
+        if self.exact_duplicates:
+            lines.append(f"  exact duplicate interactions: {self.exact_duplicates}")
         for s in self.steps:
             passes = f" [{s.passes} passes]" if s.passes > 1 else ""
             lines.append(
@@ -153,6 +173,7 @@ def build_sequences(
     rating_threshold: Optional[float] = None,
     k_core: Optional[int] = None,
     min_user_interactions: int = 3,
+    duplicates: Literal["keep", "drop", "error"] = "keep",
     dedupe: Literal["keep", "first", "last"] = "keep",
     item_order: Literal["appearance", "sorted"] = "appearance",
 ) -> "tuple[SequenceData, PreprocessReport]":
@@ -165,6 +186,9 @@ def build_sequences(
         rating_threshold: Keep only interactions with ``rating >= rating_threshold`` (``None``: keep all).
         k_core: Iterated user and item k-core (counting interactions, after dedupe); ``None`` disables it.
         min_user_interactions: Users with fewer interactions after filtering are dropped (and counted).
+        duplicates: Exact duplicate rows (same user, item, timestamp and rating; only with timestamps):
+            ``keep`` them with a :class:`DuplicateInteractionsWarning` giving their count, ``drop`` all but
+            the first, or ``error``.
         dedupe: ``keep`` repeated (user, item) pairs, or keep only the ``first`` / ``last`` in time.
         item_order: Item indices by first ``appearance`` in the final sequences, or by ``sorted`` raw id.
 
@@ -172,10 +196,13 @@ def build_sequences(
         The sequences (with ``timestamps`` when the source has them) and the report.
 
     Raises:
-        RecDataError: The table is empty, ``rating_threshold`` is set but there are no ratings, or every
-            user is dropped (the message includes the report).
+        RecDataError: The table is empty, ``rating_threshold`` is set but there are no ratings, every
+            user is dropped (the message includes the report), or ``duplicates="error"`` and there are
+            exact duplicates.
         ValueError: Invalid options.
     """
+    if duplicates not in ("keep", "drop", "error"):
+        raise ValueError(f"duplicates must be 'keep', 'drop' or 'error', got {duplicates!r}")
     if dedupe not in ("keep", "first", "last"):
         raise ValueError(f"dedupe must be 'keep', 'first' or 'last', got {dedupe!r}")
     if item_order not in ("appearance", "sorted"):
@@ -209,12 +236,15 @@ def build_sequences(
     report = PreprocessReport(source, len(table), len(user_raw), len(item_raw))
     report.settings = {
         "rating_threshold": rating_threshold,
+        "duplicates": duplicates,
         "dedupe": dedupe,
         "k_core": k_core,
         "min_user_interactions": min_user_interactions,
         "item_order": item_order,
     }
 
+    if table.times is not None:
+        _handle_duplicates(table, report, duplicates, user_raw, item_raw)
     if rating_threshold is not None:
         table.apply(table.ratings >= rating_threshold, report.step(f"rating >= {rating_threshold}"))
     if dedupe != "keep":
@@ -246,6 +276,42 @@ def _factorize(values: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
 
     codes, uniques = pd.factorize(np.asarray(values))
     return codes.astype(np.int64, copy=False), np.asarray(uniques)
+
+
+def _handle_duplicates(
+    table: _Table, report: PreprocessReport, how: str, user_raw: np.ndarray, item_raw: np.ndarray
+) -> None:
+    """Count the exact duplicate rows; then keep them with a warning, drop them, or refuse them (``how``)."""
+    columns = [table.users, table.items, table.times] + ([] if table.ratings is None else [table.ratings])
+    order = np.lexsort(columns[::-1])  # stable: within a group of equal rows, table order is kept
+    same = np.ones(max(len(order) - 1, 0), dtype=bool)
+    for column in columns:
+        same &= column[order][1:] == column[order][:-1]
+    duplicate = np.zeros(len(table), dtype=bool)
+    duplicate[order[1:][same]] = True
+    report.exact_duplicates = count = int(duplicate.sum())
+    fields = "item, timestamp" + ("" if table.ratings is None else " and rating")
+    if count == 0:
+        return
+    if how == "drop":
+        table.apply(~duplicate, report.step("exact duplicates (drop)"))
+    elif how == "error":
+        row = first_bad(duplicate)
+        user, item = str(user_raw[table.users[row]]), str(item_raw[table.items[row]])
+        raise RecDataError(
+            f"{report.source}: {count} exact duplicate interaction(s) (same user, {fields} as an earlier "
+            f"row), e.g. user {user!r}, item {item!r} at time {table.times[row]:.15g}; fix the "
+            "file, or pass duplicates='drop' (or 'keep')"
+        )
+    else:
+        users = len(np.unique(table.users[duplicate]))
+        warnings.warn(
+            f"{report.source}: {count} exact duplicate interactions (same user, {fields} as an earlier row; "
+            f"{users} user(s)) are kept: a duplicated last interaction makes a user's validation target "
+            "equal to the test target; pass duplicates='drop' to drop them or 'error' to refuse them",
+            DuplicateInteractionsWarning,
+            stacklevel=3,
+        )
 
 
 def _dedupe_mask(table: _Table, num_items: int, how: str) -> np.ndarray:

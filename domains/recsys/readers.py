@@ -41,6 +41,7 @@ from domains.recsys.tables import (
     existing_file,
     first_bad,
     float_column,
+    header_line,
     id_column,
     read_table,
     read_text,
@@ -218,8 +219,7 @@ def read_csv_interactions(
     path = existing_file(path, "CSV file")
     if len(delimiter) != 1:
         raise ValueError(f"delimiter must be one character, got {delimiter!r}")
-    with path.open(encoding=encoding, newline="") as f:
-        header = next(csv.reader(f, delimiter=delimiter), [])
+    header = next(csv.reader([header_line(path, encoding)], delimiter=delimiter), [])
     wanted = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col, "time_col": time_col}
     for option, name in wanted.items():
         if name is not None and name not in header:

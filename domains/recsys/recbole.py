@@ -15,6 +15,7 @@ from domains.recsys.tables import (
     drop_blank_rows,
     existing_file,
     float_column,
+    header_line,
     id_column,
     read_table,
     require_rows,
@@ -27,11 +28,7 @@ ATOMIC_TYPES = ("token", "float", "token_seq", "float_seq")
 
 def _parse_atomic_header(path: Path, encoding: str) -> dict[str, str]:
     """Return ``{name: type}`` of a RecBole atomic file's header, in header order."""
-    with path.open(encoding=encoding) as f:
-        try:
-            header = f.readline().rstrip("\r\n")
-        except UnicodeDecodeError as err:
-            raise RecDataError(f"{path}:1: cannot decode the header as {encoding} ({err.reason})") from err
+    header = header_line(path, encoding)
     if not header.strip():
         raise RecDataError(f"{path}:1: missing header line ('name:type' fields separated by tabs)")
     raw_fields = header.split("\t")

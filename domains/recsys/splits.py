@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from core.utils import InputError
 from domains.recsys.batching import MIN_TRAIN_ITEMS
 from domains.recsys.data import SequenceData
 from domains.recsys.preprocess import inject_noise  # re-exported: noise is applied to training parts
@@ -92,13 +93,13 @@ def leave_one_out(data: SequenceData) -> Split:
         ``train_end = val_positions = offsets[1:] - 2`` and ``test_positions = offsets[1:] - 1``.
 
     Raises:
-        ValueError: Some users have fewer than 3 items (the message counts them and names the first).
+        InputError: Some users have fewer than 3 items (the message counts them and names the first).
     """
     lengths = data.lengths
     short = lengths < 3
     if bool(short.any()):
         first = int(torch.nonzero(short)[0])
-        raise ValueError(
+        raise InputError(
             f"leave-one-out needs at least 3 items per user; {int(short.sum())} users have fewer "
             f"(first: user {first} = raw id {data.user_ids[first]!r} with {int(lengths[first])}); "
             "build the data with min_user_interactions >= 3"
@@ -138,21 +139,21 @@ def time_ratio_split(
         The split.
 
     Raises:
-        ValueError: No timestamps, timestamps of the wrong length or not ordered within a user, or bad ratios.
+        InputError: No timestamps, timestamps of the wrong length or not ordered within a user, or bad ratios.
     """
     if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6 or ratios[0] <= 0:
-        raise ValueError(f"ratios must be 3 non-negative fractions summing to 1 with train > 0, got {ratios}")
+        raise InputError(f"ratios must be 3 non-negative fractions summing to 1 with train > 0, got {ratios}")
     if targets not in ("all", "first"):
-        raise ValueError(f"targets must be 'all' or 'first', got {targets!r}")
+        raise InputError(f"targets must be 'all' or 'first', got {targets!r}")
     ts_tensor = data.timestamps if timestamps is None else timestamps
     if ts_tensor is None:
-        raise ValueError(
+        raise InputError(
             "time_ratio_split needs timestamps, and this data has none (sequence files only give the order); "
             "use leave_one_out"
         )
     ts = torch.as_tensor(ts_tensor).double().numpy()
     if ts.shape != (data.num_interactions,):
-        raise ValueError(f"timestamps must have shape ({data.num_interactions},), got {tuple(ts.shape)}")
+        raise InputError(f"timestamps must have shape ({data.num_interactions},), got {tuple(ts.shape)}")
     offsets = data.offsets.numpy()
     user = np.repeat(np.arange(data.num_users), np.diff(offsets))
     first_of_user = np.zeros(ts.size, dtype=bool)
@@ -160,7 +161,7 @@ def time_ratio_split(
     decreasing = (np.diff(ts) < 0) & ~first_of_user[1:]
     if decreasing.any():
         pos = int(np.flatnonzero(decreasing)[0]) + 1
-        raise ValueError(
+        raise InputError(
             f"timestamps are not in time order within user {int(user[pos])} (position {pos}); "
             "build the data with build_sequences"
         )

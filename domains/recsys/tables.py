@@ -17,18 +17,20 @@ from typing import Any, Optional
 
 import numpy as np
 
-from core.utils import require
+from core.utils import InputError, require
 
 __all__ = [
     "INT_PATTERN",
     "Interactions",
     "RecDataError",
     "RecFileNotFoundError",
+    "UnknownIdError",
     "datetime_column",
     "drop_blank_rows",
     "existing_file",
     "first_bad",
     "float_column",
+    "header_line",
     "id_column",
     "read_table",
     "read_text",
@@ -41,12 +43,19 @@ _FIELDS_RE = re.compile(r"Expected (\d+) fields? in line (\d+), saw (\d+)")
 INT_PATTERN = r"[+-]?\d+"  # an integer id token
 
 
-class RecDataError(ValueError):
+class RecDataError(InputError):
     """An interaction file is missing, empty or malformed; the message names the file, line and field."""
 
 
 class RecFileNotFoundError(RecDataError, FileNotFoundError):
     """An interaction file (or the data folder holding it) does not exist."""
+
+
+class UnknownIdError(RecDataError, KeyError):
+    """A raw user or item id given for prediction is not in the preprocessed data (also a ``KeyError``)."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)  # KeyError's would quote the message
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,20 @@ def read_text(path: Path, encoding: str) -> str:
     except UnicodeDecodeError as err:
         line = path.read_bytes()[: err.start].count(b"\n") + 1
         raise RecDataError(f"{path}:{line}: cannot decode the file as {encoding} ({err.reason})") from err
+
+
+def header_line(path: Path, encoding: str) -> str:
+    """The first line of a file (the header), without its line break.
+
+    Only that line's bytes are decoded: a text reader decodes a whole chunk, so a bad byte further down
+    would be blamed on the header (the full read reports it on its own line).
+    """
+    with path.open("rb") as f:
+        raw = f.readline()
+    try:
+        return raw.decode(encoding).rstrip("\r\n")
+    except UnicodeDecodeError as err:
+        raise RecDataError(f"{path}:1: cannot decode the header as {encoding} ({err.reason})") from err
 
 
 def read_table(

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from argparse import ArgumentError
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_best_without_a_run_is_a_clear_error(installed_template: Path, tmp_path:
 
 def test_unknown_attention_option_is_rejected(installed_template: Path, tmp_path: Path) -> None:
     args = _template_args(installed_template, tmp_path, "--model.network=FeatureTransformer")
-    with pytest.raises(SystemExit):
+    with pytest.raises(ArgumentError, match="kernel_sz"):
         main(["fit", *args, "--model.attention=MultiHeadAttention", "--model.attention.kernel_sz=3"])
 
 
@@ -183,3 +184,51 @@ def test_killed_run_resumes_from_last_checkpoint(installed_template: Path, tmp_p
     # 120 epochs x 5 steps in all: the resumed run continued the schedule instead of restarting it.
     assert final["global_step"] == 600 and final["epoch"] == 119
     assert "current_model_state" in final  # EMA state survived the resume
+
+
+def test_user_errors_are_one_line_and_bugs_are_not() -> None:
+    from core.cli import user_error
+    from core.utils import InputError
+
+    try:
+        try:
+            raise InputError("data/x.csv, line 3, field 'price': expected an integer")
+        except InputError as inner:
+            raise ValueError(
+                "Does not validate against any of the Union subtypes\nSubtypes: [A, B]\nErrors:\n  - x"
+            ) from inner
+    except ValueError as wrapped:
+        assert user_error(wrapped) == "data/x.csv, line 3, field 'price': expected an integer"
+    parser_error = ArgumentError(
+        None,
+        'Parser key "data":\n  Does not validate against any of the Union subtypes\n  Subtypes: [A, None]\n'
+        "  Errors:\n    - Problem with given class_path 'domains.finance.LOBSTERDataModule':\n"
+        "        Option 'data_dir' is not accepted\n    - Expected a <class 'NoneType'>\n"
+        "  Given value type: <class 'str'>\n  Given value: x",
+    )
+    assert user_error(parser_error) == "Parser key \"data\": Option 'data_dir' is not accepted"
+    assert user_error(KeyError("items")) is None  # a bug keeps its traceback
+
+
+def test_unknown_attention_name_lists_the_closest() -> None:
+    from core.cli.lightning import check_attention_names
+
+    check_attention_names(["fit", "--model.attention=LinearAttention", "--model.attention=my.pkg.Mixer"])
+    with pytest.raises(ValueError, match=r"--model.attention=LinearAtention: .*closest: LinearAttention"):
+        check_attention_names(["fit", "--model.attention", "LinearAtention"])
+
+
+def test_user_error_raised_in_a_worker_process_is_one_line() -> None:
+    from core.cli import user_error
+
+    worker = RuntimeError(
+        "Caught InputError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\n    raise InputError(...)\n'
+        "core.utils.errors.InputError: label file /d/case_6.nii.gz holds unexpected label values [5]\n"
+    )
+    assert user_error(worker) == "label file /d/case_6.nii.gz holds unexpected label values [5]"
+    bug = RuntimeError(
+        "Caught KeyError in DataLoader worker process 0.\n"
+        "Original Traceback (most recent call last):\nKeyError: 'x'"
+    )
+    assert user_error(bug) is None

@@ -4,6 +4,7 @@ The smoke config of a domain (:attr:`core.plugins.Domain.smoke_config`: its defa
 embedded data) goes through the real CLI as a user runs it, with the default progress bar and logger.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -119,3 +120,23 @@ def check_ddp(domain: Domain, tmp_path: Path, pythonpath: str = str(REPO)) -> No
     )
     for key, value in single.items():
         assert ddp[key] == pytest.approx(value, rel=1e-5, abs=1e-6), f"{name}: {key} differs under DDP"
+
+
+def check_exact_resume(domain: Domain, tmp_path: Path) -> None:
+    """A run stopped by SIGTERM after step 2 and resumed from ``last.ckpt`` ends as one never stopped.
+
+    Same weights to 1e-6 on CPU: the random states, the training order (``EpochRandomSampler`` skips the
+    batches already trained) and the datamodule's own random draws (``sample_reseed``) must all continue.
+    """
+    name = domain.name
+    fit = ("fit", "--trainer.max_epochs=2", "--trainer.limit_train_batches=3")
+    signal_at = {"class_path": "tests.signals.SendSignal", "init_args": {"at_step": 2}}
+    uninterrupted = run(domain, tmp_path / "a", *fit)
+    with pytest.raises(SystemExit) as stop:
+        run(domain, tmp_path / "b", *fit, f"--trainer.callbacks+={json.dumps(signal_at)}")
+    assert type(stop.value).__name__ == "SIGTERMException", f"{name}: the signal did not stop the run"
+    resumed = run(domain, tmp_path / "b", *fit, "--ckpt_path=last")
+    assert resumed.trainer.global_step == uninterrupted.trainer.global_step
+    expected = uninterrupted.model.state_dict()
+    for key, value in resumed.model.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=1e-6, msg=f"{name}: {key} differs")

@@ -11,7 +11,7 @@ import pytest
 
 from core.cli import main
 from core.plugins import domain_entry_points
-from tests.domains.contract import REPO, check_commands, check_ddp, load_domain
+from tests.domains.contract import REPO, check_commands, check_ddp, check_exact_resume, load_domain
 
 
 def test_an_outside_package_registers_a_domain(installed_template: Path, tmp_path: Path, capsys) -> None:
@@ -41,3 +41,8 @@ def test_the_template_trains_with_attention_swapped(installed_template: Path, tm
 @pytest.mark.xdist_group("ddp")
 def test_the_template_under_ddp(installed_template: Path, tmp_path: Path) -> None:
     check_ddp(load_domain("tabular"), tmp_path, pythonpath=f"{installed_template}:{REPO}")
+
+
+@pytest.mark.slow
+def test_the_template_resumes_exactly(installed_template: Path, tmp_path: Path) -> None:
+    check_exact_resume(load_domain("tabular"), tmp_path)

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import RandomSampler, SequentialSampler
+from torch.utils.data import SequentialSampler
 
 from core.data import BaseDataModule
+from core.data.sampling import EpochRandomSampler
 from domains.finance.datamodule import LOBDataModule, LOBSTERDataModule
 from domains.finance.features import ORDER_FEATURES
 from domains.finance.fi2010 import FI2010DataModule
@@ -182,7 +183,7 @@ def test_fraction_split_batches_and_time_order(sim_files: list[str]) -> None:
     assert batch["day"].dtype == torch.int64
     assert torch.isfinite(batch["x"]).all() and set(batch["y"].unique().tolist()) <= {0, 1, 2}
     assert next(iter(dm.val_dataloader()))["x"].shape[0] == 64
-    assert isinstance(dm.train_dataloader().sampler, RandomSampler)
+    assert isinstance(dm.train_dataloader().sampler, EpochRandomSampler)
     assert isinstance(dm.val_dataloader().sampler, SequentialSampler)
     assert isinstance(dm.test_dataloader().sampler, SequentialSampler)
     assert "train:" in dm.describe() and "h=10: up" in dm.describe()
@@ -389,7 +390,7 @@ def test_fi2010_protocol(fi2010_root: Path) -> None:
     batch = next(iter(dm.train_dataloader()))
     assert batch["x"].shape == (8, 10, 144) and batch["y"].shape == (8, 2) and batch["y"].dtype == torch.int64
     assert torch.isnan(batch["time"]).all()
-    assert isinstance(dm.train_dataloader().sampler, RandomSampler)
+    assert isinstance(dm.train_dataloader().sampler, EpochRandomSampler)
     last = val[len(val) - 1]
     np.testing.assert_allclose(last["x"][-1].numpy(), raw[:144, 299], rtol=1e-6)
     assert last["y"].tolist() == [int(raw[144, 299]) - 1, int(raw[147, 299]) - 1]

@@ -10,6 +10,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
+from core.utils import InputError
 from domains.medical.transforms import (
     ImageReadError,
     LoadImageFilesd,
@@ -67,6 +68,36 @@ def test_truncated_file_is_named(hippocampus: Path, tmp_path: Path) -> None:
     with pytest.raises(ImageReadError) as err:
         loader({"case": "x", "image": [str(good), str(broken)]})
     assert str(broken) in str(err.value) and "case x" in str(err.value)
+
+
+def test_nonfinite_and_all_zero_modalities_are_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    image, label = blob_volume((12, 12, 10), seed=0)
+    flair = str(write_nifti(tmp_path / "flair.nii.gz", image))
+    seg = str(write_nifti(tmp_path / "seg.nii.gz", label))
+    blank = str(write_nifti(tmp_path / "t1c.nii.gz", np.zeros_like(image)))
+    poisoned = image.copy()
+    poisoned[5, 5, 5], poisoned[6, 6, 6] = np.nan, -np.inf
+    bad = str(write_nifti(tmp_path / "t2.nii.gz", poisoned))
+    loader = LoadImageFilesd(["image", "label"])
+    with pytest.raises(
+        InputError, match=r"case c0: .*t2\.nii\.gz \(image\) holds 2 NaN or Inf voxels"
+    ) as err:
+        loader({"case": "c0", "image": [flair, bad], "label": seg})
+    assert flair not in str(err.value)
+    with caplog.at_level(logging.WARNING, logger="domains.medical.transforms"):
+        loaded = loader({"case": "c0", "image": [flair, blank], "label": seg})
+        loader({"case": "c0", "image": [flair, blank], "label": seg})
+        loader({"case": "c1", "image": [flair], "label": seg})  # a scan: no warning
+        loader({"case": "c2", "image": [blank], "label": str(write_nifti(tmp_path / "bg.nii.gz", 0 * label))})
+    assert loaded["image"].shape == (2, 12, 12, 10)
+    warnings = [r.getMessage() for r in caplog.records if "every voxel of" in r.getMessage()]
+    foreground = int((label > 0).sum())
+    assert warnings == [
+        f"case c0: every voxel of {blank} is 0, but its label {seg} has {foreground} foreground voxels; "
+        "the image is probably a broken export (the case still trains)"
+    ]
 
 
 def test_empty_foreground_falls_back_to_random_crops(caplog: pytest.LogCaptureFixture) -> None:

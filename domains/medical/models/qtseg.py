@@ -61,6 +61,7 @@ from core.attention.channel_gates import SpatialGate
 from core.attention.cross import CrossAttention
 from core.attention.danet import ChannelAttention
 from core.attention.mha import default_heads_factory
+from core.layers import LayerNorm2d
 from domains.medical.models.base import SegmentationNetwork
 
 __all__ = ["DMABlock", "DualMixAttention", "FPNEncoder", "MLFDBridge", "QTSeg", "TokenCrossAttention"]
@@ -189,22 +190,6 @@ class MLFDBridge(nn.Module):
         return tuple(  # type: ignore[return-value]
             torch.cat([m(f) for m, f in zip(mods, feats, strict=True)], dim=1)
             for mods in (self.to3, self.to4, self.to5)
-        )
-
-
-class LayerNorm2d(nn.Module):
-    """LayerNorm over the channels of ``(B, C, H, W)`` (ConvNeXt / SAM style, ``eps=1e-6``)."""
-
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalise each position over the channel axis."""
-        return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps).permute(
-            0, 3, 1, 2
         )
 
 
@@ -453,7 +438,7 @@ class QTSeg(SegmentationNetwork):
                 self.upsample.append(
                     nn.Sequential(
                         nn.ConvTranspose2d(w, self.widths[i - 1], 2, 2),
-                        LayerNorm2d(self.widths[i - 1]),
+                        LayerNorm2d(self.widths[i - 1], eps=1e-6),
                         nn.GELU(),
                     )
                 )
@@ -461,10 +446,10 @@ class QTSeg(SegmentationNetwork):
                 self.upsample.append(
                     nn.Sequential(
                         nn.ConvTranspose2d(w0, w0 // 2, 2, 2),
-                        LayerNorm2d(w0 // 2),
+                        LayerNorm2d(w0 // 2, eps=1e-6),
                         nn.GELU(),
                         nn.ConvTranspose2d(w0 // 2, w0, 2, 2),
-                        LayerNorm2d(w0),
+                        LayerNorm2d(w0, eps=1e-6),
                         nn.GELU(),
                     )
                 )

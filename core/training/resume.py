@@ -1,0 +1,203 @@
+"""What a checkpoint needs so that a resumed run continues exactly as the uninterrupted one would have.
+
+Lightning's checkpoints lack three things for that:
+
+* the random states (torch, CUDA, numpy, python): a resumed run draws other dropout masks and crops;
+* the epoch's ``ReduceLROnPlateau`` step: Lightning saves epoch-end checkpoints before that step and skips
+  it for the epoch it resumes in, so the resumed run keeps a learning rate the original had reduced;
+* a checkpoint when the run is stopped: on SIGTERM Lightning ends the run, saves nothing and exits 0.
+
+:class:`ResumeState` (every :class:`~core.training.BaseTask` adds it) saves the random states and the
+plateau schedulers as they will be after the epoch's step, takes that step itself in a resumed epoch, and
+on SIGTERM or SIGUSR1 saves ``last.ckpt`` at the end of the current batch before the run stops. The
+training order comes from :class:`core.data.sampling.EpochRandomSampler`, which skips the batches an
+interrupted epoch had already trained on.
+"""
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+__all__ = ["ResumeState"]
+
+log = logging.getLogger(__name__)
+
+
+class ResumeState(Callback):
+    """Random states, the plateau schedule and a checkpoint on SIGTERM/SIGUSR1, for exact resumes.
+
+    The random states are those of the process that writes the checkpoint (rank 0), restored on every
+    process; DDP ranks seeded alike draw alike, as they did before the interruption.
+    """
+
+    def __init__(self) -> None:
+        self._rng_states: dict[str, Any] | None = None
+        self._stepped_epoch: int | None = None
+        self._previous_usr1: Any = None
+
+    @property
+    def state_key(self) -> str:
+        """One instance per trainer: its name is its key in the checkpoint."""
+        return "ResumeState"
+
+    # ------------------------------------------------------------------ signals
+    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """Treat SIGUSR1 as SIGTERM (unless a handler is set, e.g. Lightning's SLURM auto-requeue).
+
+        Installed after Lightning's own handlers, so that Lightning's teardown, which puts back the handlers
+        it found, does not keep this one, bound to a finished trainer.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+            self._previous_usr1 = signal.signal(signal.SIGUSR1, self._stop_handler(trainer))
+
+    def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """Give SIGUSR1 its previous handler back."""
+        self._restore_usr1()
+
+    def on_exception(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException
+    ) -> None:
+        """Save ``last.ckpt`` when a signal stopped the run (Lightning raises at the end of a batch)."""
+        self._restore_usr1()
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+            return
+        path = self._last_path(trainer)
+        if path is None:
+            return
+        trainer.save_checkpoint(path)
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.save_last:
+                callback.last_model_path = str(path)
+        log.warning(
+            "stopped by a signal at epoch %d, step %d: saved %s",
+            trainer.current_epoch,
+            trainer.global_step,
+            path,
+        )
+
+    # ------------------------------------------------------------------ checkpoint contents
+    def on_save_checkpoint(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict
+    ) -> None:
+        """Add the random states; at an epoch end, the plateau schedulers after the epoch's step."""
+        checkpoint["rng_states"] = _rng_states()
+        if _at_epoch_end(trainer) and self._stepped_epoch != trainer.current_epoch:
+            _write_stepped_plateau_schedulers(trainer, checkpoint)
+
+    def on_load_checkpoint(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict
+    ) -> None:
+        """Keep the random states until the first resumed batch (loaders and sanity checks draw before)."""
+        self._rng_states = checkpoint.get("rng_states")
+
+    # ------------------------------------------------------------------ resumed run
+    def on_train_batch_start(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
+    ) -> None:
+        """Restore the saved random states right before the first resumed step."""
+        if self._rng_states is not None:
+            _set_rng_states(_numpy_state_from_lists(self._rng_states))
+            self._rng_states = None
+
+    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """Take the plateau step Lightning skips at the end of an epoch resumed in its middle."""
+        if trainer.fit_loop.restarted_mid_epoch and trainer.fit_loop.epoch_loop._num_ready_batches_reached():
+            for config in _plateau_configs(trainer):
+                value = trainer.callback_metrics.get(config.monitor)
+                if value is not None:
+                    config.scheduler.step(float(value))
+            self._stepped_epoch = trainer.current_epoch
+
+    # ------------------------------------------------------------------ helpers
+    def _stop_handler(self, trainer: "pl.Trainer") -> Any:
+        def handler(signum: int, frame: Any) -> None:
+            # Only the flag: Lightning broadcasts rank 0's flag at every training step, so every process
+            # stops after the same batch. (Its SIGTERM handler also broadcasts from inside the handler,
+            # which pairs with no other process when only rank 0 is signalled.)
+            trainer._signal_connector.received_sigterm = True
+
+        return handler
+
+    def _restore_usr1(self) -> None:
+        if self._previous_usr1 is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGUSR1, self._previous_usr1)
+            self._previous_usr1 = None
+
+    @staticmethod
+    def _last_path(trainer: "pl.Trainer") -> Path | None:
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath and callback.save_last:
+                return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+        return None
+
+
+def _rng_states() -> dict[str, Any]:
+    """Lightning's random states with numpy's array as a list, so ``weights_only`` loading reads them."""
+    states = _collect_rng_states()
+    if "numpy" in states:
+        kind, keys, position, has_gauss, gauss = states["numpy"]
+        states["numpy"] = (kind, keys.tolist(), position, has_gauss, gauss)
+    return states
+
+
+def _numpy_state_from_lists(states: dict[str, Any]) -> dict[str, Any]:
+    if "numpy" in states:
+        kind, keys, position, has_gauss, gauss = states["numpy"]
+        states = {**states, "numpy": (kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss)}
+    return states
+
+
+def _at_epoch_end(trainer: "pl.Trainer") -> bool:
+    """Whether every batch of the epoch has trained but the epoch-end plateau step has not happened."""
+    fit_loop = trainer.fit_loop
+    if trainer.state.fn != "fit" or fit_loop._combined_loader is None:
+        return False
+    progress = fit_loop.epoch_progress.current
+    return fit_loop.epoch_loop._num_ready_batches_reached() and progress.completed < progress.started
+
+
+def _plateau_configs(trainer: "pl.Trainer") -> list:
+    return [
+        config
+        for config in trainer.lr_scheduler_configs
+        if config.reduce_on_plateau
+        and config.interval == "epoch"
+        and (trainer.current_epoch + 1) % config.frequency == 0
+    ]
+
+
+def _write_stepped_plateau_schedulers(trainer: "pl.Trainer", checkpoint: dict) -> None:
+    """Write each plateau scheduler and its optimizer's learning rates as the coming step leaves them.
+
+    The step is taken on the live scheduler with the value it will see, recorded, and undone.
+    """
+    if "lr_schedulers" not in checkpoint:  # a weights-only checkpoint
+        return
+    for index, config in enumerate(trainer.lr_scheduler_configs):
+        if config not in _plateau_configs(trainer):
+            continue
+        value = trainer.callback_metrics.get(config.monitor)
+        if value is None:
+            continue
+        scheduler, optimizer = config.scheduler, config.scheduler.optimizer
+        before = scheduler.state_dict()
+        lrs = [group["lr"] for group in optimizer.param_groups]
+        scheduler.step(float(value))
+        checkpoint["lr_schedulers"][index] = scheduler.state_dict()
+        optimizer_index = trainer.optimizers.index(optimizer)
+        groups = checkpoint["optimizer_states"][optimizer_index]["param_groups"]
+        for group, stepped in zip(groups, optimizer.param_groups, strict=True):
+            group["lr"] = stepped["lr"]
+        scheduler.load_state_dict(before)
+        for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr

@@ -1,0 +1,74 @@
+"""bf16 mixed precision for one batch of every flagship's smoke config, and ``torch.compile`` on CPU.
+
+Lightning's ``--trainer.precision=bf16-mixed`` runs the steps under CPU autocast; the check is that the
+layers really computed in bfloat16 and the loss stayed finite. attnlab has no option to compile a task's
+network yet (see docs/distributed.md): the compile test compiles the finance network as such an option
+would (``nn.Module.compile``, which keeps the parameter names of checkpoints) and checks it against eager.
+"""
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.plugins import domain_entry_points
+from tests.distributed.processes import REPO
+from tests.domains.contract import load_domain, run
+
+FLAGSHIPS = ("finance", "recsys", "medical", "speech", "remote_sensing", "video")
+DTYPES = "tests.distributed.probe.OutputDtypes"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FLAGSHIPS)
+def test_bf16_mixed_one_batch(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if name not in {entry_point.name for entry_point in domain_entry_points()}:
+        pytest.skip(f"the {name} domain is not registered")
+    domain = load_domain(name)
+    if not domain.smoke_config.is_file():
+        pytest.skip(f"the {name} domain has no smoke config {domain.smoke_config}")
+    monkeypatch.chdir(REPO)
+    cli = run(
+        domain,
+        tmp_path / "run",
+        "fit",
+        "--trainer.precision=bf16-mixed",
+        "--trainer.fast_dev_run=1",
+        "--trainer.accelerator=cpu",
+        f"--trainer.callbacks+={DTYPES}",
+    )
+    trainer = cli.trainer
+    assert trainer.precision == "bf16-mixed" and trainer.global_step == 1
+    (probe,) = [c for c in trainer.callbacks if type(c).__name__ == "OutputDtypes"]
+    assert "bfloat16" in probe.dtypes, f"{name}: no layer computed in bfloat16 ({probe.dtypes})"
+    loss = trainer.callback_metrics.get("train_loss")
+    assert loss is not None and math.isfinite(float(loss)), f"{name}: train_loss {loss}"
+
+
+def _c_compiler() -> str | None:
+    return next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+
+
+@pytest.mark.slow
+def test_compiled_finance_network_matches_eager() -> None:
+    """TLOB compiled in place (inductor, CPU): same outputs and gradients, same state-dict names."""
+    if _c_compiler() is None:
+        pytest.skip("torch.compile on CPU (inductor) needs a C compiler: none of cc, gcc, clang found")
+    from domains.finance.models import TLOB
+
+    torch.manual_seed(0)
+    eager = TLOB(num_features=8, seq_len=20, num_horizons=2, hidden_dim=16, num_layers=1, num_heads=1)
+    compiled = TLOB(num_features=8, seq_len=20, num_horizons=2, hidden_dim=16, num_layers=1, num_heads=1)
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile(dynamic=False)
+    assert compiled.state_dict().keys() == eager.state_dict().keys(), "compiling renamed the parameters"
+    x = torch.randn(4, 20, 8)
+    for model in (eager, compiled):
+        model.train()
+        model(x).float().square().mean().backward()
+    torch.testing.assert_close(compiled(x), eager(x), rtol=1e-4, atol=1e-5)
+    for (name, a), (_, b) in zip(eager.named_parameters(), compiled.named_parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5, msg=name)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1, "nothing was compiled"
