@@ -214,6 +214,23 @@ class BaseDataModule(pl.LightningDataModule):
             self.shuffle_seed = torch.initial_seed() % (2**63)
         return self.shuffle_seed
 
+    def skip_trained_batches(self, sampler: EpochRandomSampler) -> None:
+        """On a resume in the middle of an epoch, make ``sampler`` skip what that epoch already trained on.
+
+        For a datamodule that builds its own training sampler (a subclass of :class:`EpochRandomSampler`)
+        in :meth:`loader_options`; the base's sampler gets it already.
+        """
+        trainer = self.trainer
+        if trainer is None or not trainer.fit_loop.restarting:
+            return
+        # Batches whose training step ran: a checkpoint written in on_train_batch_end (every N steps)
+        # precedes that batch's "completed" count.
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed * self.batch_size
+        if 0 < done < len(sampler):
+            sampler.skip(done)
+            # Lightning warns that a plain DataLoader resumes from the start of the epoch; this one does not.
+            warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+
     def _training_sampler(self, dataset: Dataset) -> EpochRandomSampler | None:
         """The seeded training sampler of one process; None under DDP (Lightning's sampler shuffles).
 
@@ -224,16 +241,7 @@ class BaseDataModule(pl.LightningDataModule):
             return None
         seeded = type(self).sample_reseed is not None
         sampler = EpochRandomSampler(len(dataset), self._shuffle_seed(), with_seeds=seeded)  # type: ignore[arg-type]
-        trainer = self.trainer
-        if trainer is not None and trainer.fit_loop.restarting:
-            # Batches whose training step ran: a checkpoint written in on_train_batch_end (every N steps)
-            # precedes that batch's "completed" count.
-            done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-            if 0 < done * self.batch_size < len(sampler):
-                sampler.skip(done * self.batch_size)
-                # Lightning warns that a plain DataLoader resumes from the start of the epoch; this one
-                # does not.
-                warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+        self.skip_trained_batches(sampler)
         return sampler
 
     def _evaluation_sampler(self, split: Split, dataset: Dataset) -> UnrepeatedDistributedSampler | None:

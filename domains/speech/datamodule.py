@@ -109,13 +109,8 @@ class SpeechDataModule(BaseDataModule):
         """Training: the epoch sampler; evaluation: padding collate with ``lengths`` and ids."""
         if split == "train":
             sampler = EpochSampler(len(self.dataset("train")), seed=self.seed)  # type: ignore[arg-type]
-            trainer = self.trainer
-            if trainer is not None and trainer.fit_loop.restarting:
-                # Resumed in the middle of an epoch: skip what that epoch already trained on, as the core
-                # sampler does. Under DDP Lightning wraps this sampler and forwards set_epoch to it.
-                done = trainer.fit_loop.epoch_loop.batch_progress.current.completed * self.batch_size
-                if 0 < done < len(sampler):
-                    sampler.skip(done)
+            # Under DDP Lightning wraps this sampler and forwards set_epoch to it.
+            self.skip_trained_batches(sampler)
             return {
                 "sampler": sampler,
                 "shuffle": False,
