@@ -4,21 +4,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnlab-installed
-EXTRAS ?= finance,recsys,medical,speech,speech-quality,remote-sensing,video,dev
+EXTRAS ?= finance,recsys,medical,speech,speech-quality,remote-sensing,video,dev,docs
 SIM_DIR := data/finance/sim
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: demo demo-finance demo-medical demo-recsys demo-speech demo-video demo-remote-sensing test lint format bench lock clean-demo help
+.PHONY: demo demo-finance demo-medical demo-recsys demo-speech demo-video demo-remote-sensing test lint docs docs-serve format bench lock clean-demo help
 
 help:
 	@echo "make demo   - create .venv, install, then demo-finance and demo-medical"
 	@echo "make demo-finance - simulate a LOBSTER-format sample, train + test TLOB on it"
 	@echo "make demo-medical - train + test AGUNet on the embedded MSD hippocampus cases, predict NIfTI masks"
 	@echo "make demo-recsys - simulate interaction sequences, train + test SASRec on them"
-	@echo "make demo-speech - train a small Conv-TasNet on the embedded speech (3 min), print SI-SDRi on 5 Libri2Mix mixtures"
+	@echo "make demo-speech - train a small Conv-TasNet on the embedded speech, print SI-SDRi on 5 Libri2Mix mixtures"
 	@echo "make demo-video - arrow-of-time TimeSformer and a two-scene video DiT on the embedded clips, mp4 samples"
 	@echo "make demo-remote-sensing - Statlog transformer + LWGANet cloud mask on embedded data, GeoTIFF prediction"
-	@echo "make test   - lint (ruff, import layering) and the test suite"
+	@echo "make test   - lint (ruff, import layering), the docs site build (strict) and the test suite"
+	@echo "make docs   - build the docs site into build/site (mkdocs build --strict)"
+	@echo "make docs-serve - preview the docs site at http://127.0.0.1:8000 (mkdocs serve)"
 	@echo "make bench  - CPU benchmarks (ratios against a reference measured in the same run)"
 	@echo "make lock   - re-pin constraints.txt from the current .venv"
 
@@ -87,7 +89,7 @@ demo-remote-sensing: $(STAMP)
 		--prediction_writer.output_dir runs/remote_sensing/lwganet_cloud_embedded/predictions
 
 # pytest exits 5 when it collects no test: that is a failure here, never a silent pass.
-test: $(STAMP) lint
+test: $(STAMP) lint docs
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)" >&2; exit 1; fi; exit $$rc
 
@@ -95,6 +97,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+
+# The site goes to build/site (git-ignored); a broken link, anchor or page fails the build. No --quiet:
+# it hides the warnings from the strict check too, and the build then passes whatever they say.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -21,9 +21,15 @@ Output: a Markdown table (stdout and ``<out>/attention.md``), a PNG of time and 
 (``O(N d^2)``, ``O(N w d)``, ...): between the two largest lengths (4× apart) its time and memory may grow
 by at most ``--linear-ratio`` (4.5×, i.e. linear with 12 % slack), while dense SDPA's ratio is printed
 beside it for contrast. The script then exits with status 1 if any mechanism fails. The issue's goal run:
-``python -m benchmarks.attention --check-linear --patterns noncausal_self causal_self spatial``
+``python -m benchmarks.attention --all --check-linear --patterns noncausal_self causal_self spatial``
 ``--lengths 4096 16384 65536`` (dense SDPA is only timed up to ``--dense-max-n``, 16,384 by default,
 since it grows quadratically).
+
+By default it runs a quick, representative set (:data:`QUICK_MECHANISMS`: dense, cross, linear,
+recurrent, local, windowed, routed, head-structured, channel and feature-map attention) at the small
+lengths :data:`QUICK_LENGTHS`; ``--all`` runs every registered token and feature-map mixer at
+:data:`ALL_LENGTHS`. ``--mechanisms`` and ``--lengths`` choose either explicitly. Measured run times are
+in docs/attention.md.
 
 Run: ``python -m benchmarks.attention`` or ``attnlab bench attention`` (``--help`` for options).
 """
@@ -47,10 +53,37 @@ from benchmarks.timing import median_ms
 from core.attention import CrossAttention, MultiHeadAttention, TokenMixer, list_mechanisms
 from core.attention.registry import MechanismInfo
 
-__all__ = ["BenchRow", "fit_exponent", "linear_check", "linear_in_n", "main", "run"]
+__all__ = [
+    "ALL_LENGTHS",
+    "QUICK_LENGTHS",
+    "QUICK_MECHANISMS",
+    "BenchRow",
+    "fit_exponent",
+    "linear_check",
+    "linear_in_n",
+    "main",
+    "run",
+]
 
 SELF_PATTERNS = ("noncausal_self", "causal_self")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# One mechanism per family, chosen among the cheap ones so the default run stays short on a laptop CPU;
+# together they cover every CAB pattern and both growth regimes (quadratic and linear in N).
+QUICK_MECHANISMS = (
+    "MultiHeadAttention",  # dense SDPA, the reference: non-causal and causal self
+    "CrossAttention",  # dense cross-attention: non-causal and causal cross
+    "LinearAttention",  # kernelised linear attention, chunked causal form
+    "GatedDeltaNet",  # gated recurrent (delta rule), causal only
+    "NeighborhoodAttention",  # local sliding neighbourhood, blocked SDPA
+    "WindowAttention",  # windows on a grid
+    "BiLevelRoutingAttention",  # routed sparse attention
+    "DifferentialAttention",  # head-structured
+    "ChannelGroupAttention",  # channels as tokens
+    "PositionAttention",  # quadratic attention over feature-map positions
+    "CBAM",  # convolutional feature-map attention
+)
+QUICK_LENGTHS = (256, 1024)
+ALL_LENGTHS = (256, 1024, 4096)
 
 
 @dataclass
@@ -379,9 +412,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="heads of the dense reference and of every mechanism with num_heads",
     )
     parser.add_argument(
-        "--lengths", type=int, nargs="+", default=[256, 1024, 4096], help="token counts N (squares for grids)"
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"token counts N, squares for grids (default: {' '.join(map(str, QUICK_LENGTHS))}; with --all "
+        f"{' '.join(map(str, ALL_LENGTHS))})",
     )
-    parser.add_argument("--mechanisms", nargs="*", default=None, help="registry names (default: all)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--mechanisms",
+        nargs="+",
+        default=None,
+        help=f"registry names (default: the quick set {' '.join(QUICK_MECHANISMS)})",
+    )
+    which.add_argument(
+        "--all",
+        action="store_true",
+        help="every registered token and feature-map mixer (the full sweep; takes many minutes on a CPU)",
+    )
     parser.add_argument("--patterns", nargs="*", default=None, help="CAB patterns to keep (default: all)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up calls")
@@ -416,6 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, run the sweep, write the table, JSON and plot; return the exit status."""
     args = build_parser().parse_args(argv)
+    if args.lengths is None:
+        args.lengths = list(ALL_LENGTHS if args.all else QUICK_LENGTHS)
+    if args.mechanisms is None and not args.all:
+        args.mechanisms = list(QUICK_MECHANISMS)
     args.device_ = torch.device(args.device)
     args.dtype_ = DTYPES[args.dtype]
     torch.set_num_threads(args.threads)

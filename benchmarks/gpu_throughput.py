@@ -7,9 +7,11 @@ timed steps after ``--warmup`` steps (CUDA-synchronised), and the peak GPU memor
 (``torch.cuda.max_memory_allocated``) of the timed steps.
 
 * ``ddp``: Lightning's ``DDPStrategy`` (NCCL, world size 1): the cost of DDP's hooks and buckets.
-* ``fsdp``: Lightning's ``FSDPStrategy`` with the family's blocks as FSDP units (TLOB's
-  ``TransformerLayer``, ``SASRecBlock``, the U-Net's ``ConvBlock``/``DecoderLevel``); on one GPU nothing
-  is sharded, so the row measures FSDP's overhead, not its memory saving.
+* ``fsdp2``: attnlab's ``FSDP2Strategy`` (``--trainer.strategy=fsdp2``: FSDP2 ``fully_shard`` per unit)
+  with the family's blocks as units (TLOB's ``TransformerLayer``, ``SASRecBlock``, the U-Net's
+  ``ConvBlock``/``DecoderLevel``); on one GPU nothing is sharded, so the row measures FSDP's overhead,
+  not its memory saving.
+* ``fsdp``: Lightning's older ``FSDPStrategy`` (FSDP1) with the same units, on request only.
 * ``compile``: the network compiled in place (``nn.Module.compile``, inductor) before the strategy wraps
   it; compile time is spent in the warm-up steps and not timed.
 
@@ -19,7 +21,7 @@ fits one 10-minute device call. Needs CUDA; it refuses to run without it.
 
 Results: a Markdown table on stdout, ``<out>/gpu_throughput.md`` and ``<out>/gpu_throughput.json``.
 
-Run: ``python -m benchmarks.gpu_throughput [--models tlob sasrec agunet] [--strategies ddp fsdp]
+Run: ``python -m benchmarks.gpu_throughput [--models tlob sasrec agunet] [--strategies ddp fsdp2]
 [--compile eager compile] [--steps 30 --warmup 10] [--budget 450] [--out runs/bench/gpu_throughput]``.
 """
 
@@ -42,11 +44,14 @@ from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from core.training.sharding import FSDP2Strategy
+
 __all__ = ["MODELS", "Row", "build_parser", "main", "measure"]
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("tlob", "sasrec", "agunet")
-STRATEGIES = ("ddp", "fsdp")
+STRATEGIES = ("ddp", "fsdp2", "fsdp")
+DEFAULT_STRATEGIES = ["ddp", "fsdp2"]
 MODES = ("eager", "compile")
 RESULT = "GPU_THROUGHPUT_RESULT "
 NO_CUDA = (
@@ -156,12 +161,12 @@ def measure(
 
     Args:
         model: One of :data:`MODELS`.
-        strategy: ``ddp`` or ``fsdp`` (Lightning's strategies, one device).
+        strategy: ``ddp``, ``fsdp2`` or ``fsdp`` (one device).
         mode: ``eager`` or ``compile``.
         batch: Samples per step (default: the flagship's).
         steps: Timed steps.
         warmup: Untimed steps first (compilation happens here).
-        accelerator: ``gpu``; ``cpu`` only for the CPU test of this function (ddp only).
+        accelerator: ``gpu``; ``cpu`` only for the CPU test of this function (ddp, fsdp2).
 
     Returns:
         The row with samples/s and peak memory (None on CPU).
@@ -173,7 +178,11 @@ def measure(
         net.compile()
     module = _Task(net, loss_fn)
     timer = _Timer(warmup, cuda=accelerator == "gpu")
-    chosen = DDPStrategy() if strategy == "ddp" else FSDPStrategy(auto_wrap_policy=blocks)
+    chosen = {
+        "ddp": lambda: DDPStrategy(),
+        "fsdp2": lambda: FSDP2Strategy(units=[b.__name__ for b in blocks]),
+        "fsdp": lambda: FSDPStrategy(auto_wrap_policy=blocks),
+    }[strategy]()
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=1,
@@ -205,11 +214,15 @@ class _Task(pl.LightningModule):
 
     def __init__(self, net: nn.Module, loss_fn: Callable[[nn.Module, dict[str, Tensor]], Tensor]) -> None:
         super().__init__()
-        self.net = net
+        self.network = net
         self.loss_fn = loss_fn
 
+    def configure_model(self) -> None:
+        if isinstance(self.trainer.strategy, FSDP2Strategy):
+            self.trainer.strategy.shard(self)
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self.loss_fn(self.net, batch)
+        return self.loss_fn(self.network, batch)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=1e-4)
@@ -264,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The script's options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=DEFAULT_STRATEGIES)
     parser.add_argument("--compile", nargs="+", choices=MODES, default=list(MODES), dest="modes")
     parser.add_argument("--steps", type=_positive, default=30, help="timed steps per row")
     parser.add_argument("--warmup", type=_positive, default=10, help="untimed steps first (compilation)")

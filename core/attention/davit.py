@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.attention.base import TokenMixer, check_grid_2d
-from core.attention.mha import Backend, HeadedAttention, attend, merge_heads, split_heads
+from core.attention.mha import Backend, HeadedAttention, attend
 from core.attention.registry import register_mechanism
 
 __all__ = ["ChannelGroupAttention", "WindowAttention", "window_partition", "window_reverse"]
@@ -102,7 +102,12 @@ class WindowAttention(HeadedAttention):
         is_causal: bool,
         context: Tensor | None,
     ) -> Tensor:
-        """Pad the grid to whole windows, attend within windows (padding masked), crop back."""
+        """Pad the grid to whole windows, attend within windows (padding masked), crop back.
+
+        The windows are cut once (one copy); q, k and v are strided views of the projection of the
+        windows. Without padding and without a ``mask`` no key mask is built, so SDPA takes its unmasked
+        path.
+        """
         assert grid is not None  # guaranteed by needs_grid
         height, width = check_grid_2d(grid, x.shape[1], "WindowAttention")
         b, n, c = x.shape
@@ -111,29 +116,28 @@ class WindowAttention(HeadedAttention):
                 f"WindowAttention: only a boolean key-padding mask of shape ({b}, {n}) is supported, "
                 f"got {mask.dtype} {tuple(mask.shape)}"
             )
-        w = self.window_size
+        w, heads = self.window_size, self.num_heads
         pad_h, pad_w = (-height) % w, (-width) % w
-        hp, wp = height + pad_h, width + pad_w
-        valid = torch.ones(b, height, width, 1, dtype=torch.bool, device=x.device)
-        if mask is not None:
-            valid = mask.view(b, height, width, 1)
-        tokens = F.pad(x.view(b, height, width, c), (0, 0, 0, pad_w, 0, pad_h))
-        valid = F.pad(valid, (0, 0, 0, pad_w, 0, pad_h), value=False)
+        tokens = x.reshape(b, height, width, c)
+        if pad_h or pad_w:
+            tokens = F.pad(tokens, (0, 0, 0, pad_w, 0, pad_h))
         windows = window_partition(tokens, w)  # (B·nW, w², C)
-        keys = window_partition(valid, w)[..., 0]  # (B·nW, w²)
-        q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(windows).chunk(3, dim=-1))
+        count = windows.shape[0]
+        qkv = self.qkv(windows).view(count, w * w, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+        keys = None
+        if pad_h or pad_w or mask is not None:
+            valid = torch.ones(b, height, width, 1, dtype=torch.bool, device=x.device)
+            if mask is not None:
+                valid = mask.view(b, height, width, 1)
+            valid = F.pad(valid, (0, 0, 0, pad_w, 0, pad_h), value=False)
+            keys = window_partition(valid, w)[:, None, None, :, 0]  # (B·nW, 1, 1, w²)
         dropout_p = self.attn_drop if self.training else 0.0
-        need_mask = pad_h or pad_w or mask is not None
-        out = attend(
-            q,
-            k,
-            v,
-            mask=keys[:, None, None, :] if need_mask else None,
-            dropout_p=dropout_p,
-            backend=self.backend,
-        )
-        out = window_reverse(merge_heads(out), w, hp, wp)[:, :height, :width]
-        return self.proj_drop(self.proj(out.reshape(b, n, c)))
+        out = attend(*qkv.unbind(0), mask=keys, dropout_p=dropout_p, backend=self.backend)
+        out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(count, w * w, c)))
+        out = window_reverse(out, w, height + pad_h, width + pad_w)
+        if pad_h or pad_w:
+            out = out[:, :height, :width]
+        return out.reshape(b, n, c)
 
     def attention_flops(
         self,
@@ -210,10 +214,13 @@ class ChannelGroupAttention(TokenMixer):
         context: Tensor | None,
     ) -> Tensor:
         """``out_g = Q_g · softmax(scale · K_gᵀ V_g)ᵀ`` per channel group ``g``."""
-        q, k, v = (split_heads(t, self.num_groups) for t in self.qkv(x).chunk(3, dim=-1))
-        channel_map = ((k * self.scale).transpose(-2, -1) @ v).softmax(dim=-1)  # (B, G, d, d)
-        out = q @ channel_map.transpose(-2, -1)
-        return self.proj_drop(self.proj(merge_heads(out)))
+        b, n, c = x.shape
+        groups = self.num_groups
+        q, k, v = self.qkv(x).view(b, n, 3, groups, c // groups).permute(2, 0, 3, 1, 4).unbind(0)
+        # The scale applied to the d × d map, not to the N × d keys: the same product, fewer multiplies.
+        channel_map = ((k.transpose(-2, -1) @ v) * self.scale).softmax(dim=-1)  # (B, G, d, d)
+        out = q @ channel_map.transpose(-2, -1)  # (B, G, N, d)
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, c)))
 
     def extra_repr(self) -> str:
         """Add the number of groups to the default representation."""

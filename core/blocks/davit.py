@@ -41,11 +41,15 @@ class ConvPosEnc(nn.Module):
         self.proj = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
 
     def forward(self, x: Tensor, grid: Sequence[int]) -> Tensor:
-        """Add the depthwise-convolved grid to tokens ``x`` of shape ``(B, H·W, C)``."""
+        """Add the depthwise-convolved grid to tokens ``x`` of shape ``(B, H·W, C)``.
+
+        The convolution sees the tokens as a channels-last ``(B, C, H, W)`` view and returns a
+        channels-last map, so contiguous tokens go in and out without a layout copy.
+        """
         height, width = check_grid_2d(grid, x.shape[1], "ConvPosEnc")
-        b, _, c = x.shape
-        feat = x.transpose(1, 2).reshape(b, c, height, width)
-        return x + self.proj(feat).flatten(2).transpose(1, 2)
+        b, n, c = x.shape
+        feat = x.reshape(b, height, width, c).permute(0, 3, 1, 2)
+        return x + self.proj(feat).permute(0, 2, 3, 1).reshape(b, n, c)
 
 
 class _DaViTBlock(nn.Module):

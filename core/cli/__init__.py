@@ -6,7 +6,7 @@ Usage::
     attnlab fit --model.help LOBClassifier          # every option of a task, with its docstring
     attnlab fit --config X.yaml --print_config      # the fully resolved config
     attnlab attention list                          # the registered attention mechanisms
-    attnlab bench attention [--lengths ...]         # commands registered by other packages
+    attnlab bench attention [--all]                 # commands registered through entry points
 
 This module only dispatches, so ``attnlab --help`` answers without importing PyTorch. The training
 commands are LightningCLI (:mod:`core.cli.lightning`); domains join through entry points
@@ -78,7 +78,7 @@ def main(args: Sequence[str] | None = None) -> Any:
 
 def usage() -> str:
     """The top-level help: every command, and the registered domains with what they need."""
-    extra_commands = sorted(command_entry_points())
+    extra_commands = command_entry_points()
     lines = [
         "usage: attnlab <command> [options]",
         "",
@@ -91,8 +91,11 @@ def usage() -> str:
         "  predict    write predictions of a checkpoint (--prediction_writer.output_dir)",
         "  attention  the attention library: `attnlab attention list`",
     ]
-    for name in extra_commands:
-        lines.append(f"  {name:<10} registered by another package (`attnlab {name} --help`)")
+    for name, entry_point in sorted(extra_commands.items()):
+        # Named, not described: a description would mean importing the command's package.
+        package = entry_point.dist.name if entry_point.dist is not None else "an installed package"
+        module = entry_point.value.split(":")[0]
+        lines.append(f"  {name:<10} `attnlab {name} --help` (registered by {package}: {module})")
     lines += [
         "",
         "Each training command has its own --help, e.g. `attnlab fit --help`, `attnlab fit --model.help X`.",

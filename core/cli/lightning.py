@@ -6,17 +6,21 @@ The registered domains (:mod:`core.plugins`) are imported first, so configs may 
 Lightning's cluster environments).
 """
 
+import atexit
 import difflib
+import shutil
 import sys
-import warnings
+import tempfile
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from types import MethodType
 from typing import Any
 
 import torch
-from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeTuple
+from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeTuple, instantiate_class
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.strategies import ModelParallelStrategy
 
 from core.data import BaseDataModule
 from core.plugins import load_domains
@@ -24,6 +28,7 @@ from core.training import AtomicCheckpointIO, BaseTask, PredictionWriter, TaskCh
 from core.training.base_task import foreign_checkpoint_message, qualified_name
 from core.training.checkpoint import check_checkpoint_file
 from core.training.prediction import check_output_dir
+from core.training.sharding import checkpoint_metadata, consolidate_checkpoint, is_sharded_checkpoint
 from core.utils.errors import InputError, InputFileNotFoundError
 
 __all__ = ["AttnLabCLI", "link_targets", "run_trainer_command"]
@@ -96,9 +101,9 @@ class AttnLabCLI(LightningCLI):
         """
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if path and Path(path).is_file():
+        if path and (Path(path).is_file() or is_sharded_checkpoint(path)):
             check_checkpoint_file(Path(path))
-            written_by = torch.load(path, weights_only=True, map_location="cpu").get("attnlab_task")
+            written_by = checkpoint_metadata(path, weights_only=True).get("attnlab_task")
             class_path = self.config[subcommand].get("model", {}).get("class_path")
             task = qualified_name(class_path) if class_path else None
             if written_by and task and written_by != task:
@@ -123,9 +128,7 @@ class AttnLabCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         """Instantiate, check linked values against hand-set ones, and make checkpoint writes atomic."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*configure_optimizers` will be overridden.*")
-            super().instantiate_classes()
+        super().instantiate_classes()
         data_values = self.datamodule.link_values() if isinstance(self.datamodule, BaseDataModule) else {}
         for name, wanted in self._hand_set.items():
             actual = data_values.get(name)
@@ -141,6 +144,49 @@ class AttnLabCLI(LightningCLI):
         strategy = self.trainer.strategy
         if type(getattr(strategy, "checkpoint_io", None)) is TorchCheckpointIO:
             strategy.checkpoint_io = AtomicCheckpointIO()
+        self._consolidate_for(strategy)
+
+    def _consolidate_for(self, strategy: Any) -> None:
+        """Give a strategy that cannot read a sharded checkpoint its one-file consolidation instead.
+
+        Raises:
+            InputError: When ``fit`` would resume a sharded checkpoint without sharding (its optimizer
+                state is keyed by parameter name; start from its weights with ``--model.pretrained``).
+        """
+        config = self.config_init.get(str(self.subcommand), self.config_init)
+        path = config.get("ckpt_path")
+        if not path or not is_sharded_checkpoint(path) or isinstance(strategy, ModelParallelStrategy):
+            return
+        if self.subcommand == "fit":
+            raise InputError(
+                f"{path} is a sharded checkpoint: resume it with --trainer.strategy=fsdp2, or "
+                f"start a new run from its weights with --model.pretrained={path}"
+            )
+        folder = Path(tempfile.mkdtemp(prefix="attnlab-consolidated-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        target = folder / Path(path).name
+        torch.save(consolidate_checkpoint(path), target)
+        print(f"attnlab: consolidated the sharded checkpoint {path} for {self.subcommand} on one process")
+        config["ckpt_path"] = str(target)
+
+    def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
+        """Build ``--optimizer``/``--lr_scheduler`` when Lightning asks for them, not when the CLI starts.
+
+        LightningCLI instantiates the optimizer over the parameters as they are at start-up; a strategy that
+        replaces them in ``configure_model`` (FSDP2 swaps every parameter for its shard) would then train
+        through an optimizer holding the old tensors.
+        """
+        optimizer_init = self._get(self.config_init, "optimizer")
+        if not optimizer_init:
+            return
+        scheduler_init = self._get(self.config_init, "lr_scheduler")
+
+        def configure_optimizers(model: BaseTask) -> Any:
+            optimizer = instantiate_class(model.parameters(), optimizer_init)
+            scheduler = instantiate_class(optimizer, scheduler_init) if scheduler_init else None
+            return LightningCLI.configure_optimizers(model, optimizer, scheduler)
+
+        self.model.configure_optimizers = MethodType(configure_optimizers, self.model)
 
     def after_fit(self) -> None:
         """Say where the best checkpoint is and how good it was, and how to test it."""
@@ -177,7 +223,7 @@ def last_checkpoint(dirpath: Path, required: bool) -> str | None:
         InputFileNotFoundError: If ``required`` and there is no ``last.ckpt``.
     """
     last = dirpath / "last.ckpt"
-    if last.is_file():
+    if last.is_file() or is_sharded_checkpoint(last):
         return str(last)
     if required:
         raise InputFileNotFoundError(

@@ -193,6 +193,11 @@ class BaseDataModule(pl.LightningDataModule):
         }
         if isinstance(sampler, EpochRandomSampler):
             options["generator"] = sampler.generator
+        elif train:
+            # Lightning's DistributedSampler shuffles; the loader still draws its worker seed at every epoch,
+            # which must not come from the global random state (dropout's): a resumed run restores that state
+            # after its loader has started, and would then draw other dropout masks than the original run.
+            options["generator"] = torch.Generator().manual_seed(self._shuffle_seed())
         options.update(self.loader_options(split))
         return self.loader_class(dataset, **options)
 

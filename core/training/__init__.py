@@ -15,6 +15,7 @@ from core.training.finetune import FreezeBackbone
 from core.training.networks import instantiate_network
 from core.training.prediction import PredictionWriter
 from core.training.pretrained import LoadReport, load_pretrained
+from core.training.sharding import FSDP2Strategy, consolidate_checkpoint
 
 __all__ = [
     "EMA",
@@ -22,12 +23,14 @@ __all__ = [
     "BaseTask",
     "CompileNetwork",
     "EpochMetricsSync",
+    "FSDP2Strategy",
     "FreezeBackbone",
     "LoadReport",
     "PredictionWriter",
     "TaskCheckpoint",
     "atomic_torch_save",
     "best_checkpoint",
+    "consolidate_checkpoint",
     "instantiate_network",
     "load_pretrained",
     "run_checkpoint",

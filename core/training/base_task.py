@@ -42,6 +42,7 @@ from core.training.networks import instantiate_network
 from core.training.plots import close
 from core.training.pretrained import load_pretrained
 from core.training.resume import ResumeState
+from core.training.sharding import FSDP2Strategy
 from core.utils.errors import InputError
 
 __all__ = [
@@ -152,6 +153,25 @@ class BaseTask(pl.LightningModule):
                     f"{type(self).__name__}: {name} is unknown. It is linked from the datamodule by "
                     f"`attnlab`; when building the task by hand pass {name}=..."
                 )
+
+    def configure_model(self) -> None:
+        """Shard the network when the strategy is :class:`~core.training.sharding.FSDP2Strategy`.
+
+        Lightning calls this hook under every strategy; only model-parallel ones give the task a device
+        mesh. Any other model-parallel strategy is refused: nothing would synchronise the replicas.
+
+        Raises:
+            InputError: Under a model-parallel strategy other than ``FSDP2Strategy``.
+        """
+        if self.device_mesh is None:
+            return
+        strategy = self.trainer.strategy
+        if not isinstance(strategy, FSDP2Strategy):
+            raise InputError(
+                f"--trainer.strategy={type(strategy).__name__}: attnlab tasks shard through FSDP2Strategy "
+                "(--trainer.strategy=fsdp2); use it, or ddp"
+            )
+        strategy.shard(self)
 
     # ------------------------------------------------------------------ steps
 

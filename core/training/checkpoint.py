@@ -17,6 +17,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from core.training.sharding import checkpoint_metadata, is_sharded_checkpoint, recover_checkpoints
 from core.utils.errors import InputError
 
 __all__ = [
@@ -60,7 +61,9 @@ def check_checkpoint_file(path: Path) -> None:
 
 
 def remove_stale_temporary_files(dirpath: Path) -> list[Path]:
-    """Delete the temporary files that :func:`atomic_torch_save` left when a run was killed mid-write.
+    """Delete what a run killed mid-write left: temporary files, half-written sharded folders.
+
+    A sharded checkpoint killed between its two renames is put back (:func:`recover_checkpoints`).
 
     Returns:
         The files removed.
@@ -68,7 +71,7 @@ def remove_stale_temporary_files(dirpath: Path) -> list[Path]:
     stale = sorted(dirpath.glob(".*.ckpt.*.tmp"))
     for path in stale:
         path.unlink(missing_ok=True)
-    return stale
+    return stale + recover_checkpoints(dirpath)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -186,17 +189,17 @@ def best_checkpoint(dirpath: Path) -> Path:
         FileNotFoundError: If there is no ``last.ckpt`` or the best checkpoint it names is gone.
     """
     last = Path(dirpath) / "last.ckpt"
-    if not last.is_file():
+    if not (last.is_file() or is_sharded_checkpoint(last)):
         raise FileNotFoundError(
             f"--ckpt_path best: no {last}. Train first (attnlab fit with the same config) "
             "or pass a checkpoint path."
         )
-    state = torch.load(last, map_location="cpu", weights_only=False, mmap=True).get("callbacks", {})
+    state = checkpoint_metadata(last).get("callbacks", {})
     best = [v.get("best_model_path") for k, v in state.items() if k.startswith("TaskCheckpoint")]
     best = [Path(b) for b in best if b]
     if not best:
         return last
-    if not best[0].is_file():
+    if not (best[0].is_file() or is_sharded_checkpoint(best[0])):
         raise FileNotFoundError(
             f"--ckpt_path best: {last} names {best[0]} as the best checkpoint, but it is gone"
         )
@@ -204,12 +207,14 @@ def best_checkpoint(dirpath: Path) -> Path:
 
 
 def run_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file as given, or the best checkpoint of a run folder (its ``default_root_dir``).
+    """A checkpoint as given (a file or a sharded folder), or the best checkpoint of a run folder.
 
     Raises:
         FileNotFoundError: If ``path`` is neither a file nor a run folder with checkpoints.
     """
     p = Path(path)
+    if is_sharded_checkpoint(p):
+        return p
     if p.is_dir():
         return best_checkpoint(p / "checkpoints" if (p / "checkpoints").is_dir() else p)
     if not p.is_file():

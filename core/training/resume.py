@@ -22,6 +22,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -34,12 +35,15 @@ log = logging.getLogger(__name__)
 class ResumeState(Callback):
     """Random states, the plateau schedule and a checkpoint on SIGTERM/SIGUSR1, for exact resumes.
 
-    The random states are those of the process that writes the checkpoint (rank 0), restored on every
-    process; DDP ranks seeded alike draw alike, as they did before the interruption.
+    Every process's random states are saved (gathered to the writing process) and each process gets its
+    own back; ranks do not draw alike (their dropout masks differ under DDP), so restoring rank 0's state
+    everywhere changed the resumed run. A checkpoint resumed with another number of processes gives rank
+    0's state to all.
     """
 
     def __init__(self) -> None:
         self._rng_states: dict[str, Any] | None = None
+        self._rng_at_epoch_end = False
         self._stepped_epoch: int | None = None
         self._previous_usr1: Any = None
 
@@ -90,21 +94,42 @@ class ResumeState(Callback):
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict
     ) -> None:
         """Add the random states; at an epoch end, the plateau schedulers after the epoch's step."""
-        checkpoint["rng_states"] = _rng_states()
+        states = _rng_states()
+        checkpoint["rng_states"] = states
+        checkpoint["rng_at_epoch_end"] = _at_epoch_end(trainer)
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and trainer.world_size > 1:
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, states)
+            checkpoint["rng_states_per_rank"] = gathered
         if _at_epoch_end(trainer) and self._stepped_epoch != trainer.current_epoch:
             _write_stepped_plateau_schedulers(trainer, checkpoint)
 
     def on_load_checkpoint(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict
     ) -> None:
-        """Keep the random states until the first resumed batch (loaders and sanity checks draw before)."""
-        self._rng_states = checkpoint.get("rng_states")
+        """Keep the random states until the resumed epoch or batch starts (sanity checks draw before)."""
+        self._rng_at_epoch_end = bool(checkpoint.get("rng_at_epoch_end", False))
+        per_rank = checkpoint.get("rng_states_per_rank")
+        if per_rank is not None and len(per_rank) == trainer.world_size:
+            self._rng_states = per_rank[trainer.global_rank]
+        else:
+            self._rng_states = checkpoint.get("rng_states")
 
     # ------------------------------------------------------------------ resumed run
+    def on_train_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """Restore the random states of a checkpoint saved at an epoch end, before the epoch's loader starts.
+
+        The uninterrupted run made the next epoch's loader iterator after that checkpoint, and a loader
+        without a generator of its own (DDP's) draws its worker seed from the global state there.
+        """
+        if self._rng_states is not None and self._rng_at_epoch_end:
+            _set_rng_states(_numpy_state_from_lists(self._rng_states))
+            self._rng_states = None
+
     def on_train_batch_start(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
     ) -> None:
-        """Restore the saved random states right before the first resumed step."""
+        """Restore the saved random states right before the first step resumed in the middle of an epoch."""
         if self._rng_states is not None:
             _set_rng_states(_numpy_state_from_lists(self._rng_states))
             self._rng_states = None

@@ -21,7 +21,18 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from core.data import BaseDataModule, Split
 from core.utils import InputError
-from domains.finance.features import ORDER_FEATURES, DayEvents, day_events, normalise, normalization_stats
+from domains.finance.features import (
+    ORDER_FEATURES,
+    DayEvents,
+    FeatureLayout,
+    Normalization,
+    PriceFeatures,
+    SizeFeatures,
+    day_events,
+    normalise,
+    normalization_stats,
+    rolling_normalise,
+)
 from domains.finance.labels import CLASS_NAMES, UNDEFINED, classify, threshold_from_train
 from domains.finance.readers import orderbook_file_for, parse_lobster_filename, read_lobster
 from domains.finance.splits import (
@@ -150,15 +161,27 @@ class LOBSTERDataModule(LOBDataModule):
     found by replacing ``_message_`` with ``_orderbook_``. Input files are only read.
 
     Per kept event the features are the ``4 * levels`` book columns (ask price 1, ask size 1, bid price 1,
-    bid size 1, ask price 2, ...), prices z-scored with one mean/std pooled over all price columns and
-    sizes with one pooled over all size columns; empty levels (LOBSTER dummy prices) take the price one tick
-    beyond the last quoted level of their side (an empty side: the opposite best ± one tick) and size 0.
-    With ``order_features`` 8 columns follow: log1p of the seconds since the previous kept event, a
-    one-hot of the event type (submission 1, cancellation 2/3, execution 4/5), the order size, its price
-    relative to the mid in ticks, its direction (+1 buy, -1 sell) and its depth (ticks behind the best
-    price of its side, negative inside the spread), both against the book before the event. The time
-    gap, size, relative price and depth are z-scored per column; the one-hot and the direction are not.
-    All statistics come from the training split only.
+    bid size 1, ask price 2, ...); empty levels (LOBSTER dummy prices) take the price one tick beyond the
+    last quoted level of their side (an empty side: the opposite best ± one tick) and size 0. With
+    ``order_features`` 8 columns follow: log1p of the seconds since the previous kept event, a one-hot of
+    the event type (submission 1, cancellation 2/3, execution 4/5), the order size, its price relative to
+    the mid in ticks, its direction (+1 buy, -1 sell) and its depth (ticks behind the best price of its
+    side, negative inside the spread), both against the book before the event. With ``handcrafted`` the
+    microstructure columns of :func:`~domains.finance.features.handcrafted_features` follow (spread, queue
+    and depth imbalance, order-flow imbalance and mid returns over each of ``lags``).
+
+    Stationary inputs: raw prices drift through a session, so a model that learnt the training block's
+    price level sees out-of-range inputs on a later block (DeepLOB and a linear model on raw prices
+    collapse to one class there). ``price_features: mid`` expresses each quote in ticks from the mid after
+    the same event, ``last_mid`` in ticks from the mid at the window's last event (the window keeps its
+    price path, and its scale is the same on every day); ``sizes: log`` tames the heavy-tailed sizes.
+
+    Normalisation z-scores prices with one mean/std pooled over all price columns, sizes likewise, and
+    the time gap, order size, relative price, depth and every handcrafted column per column (the one-hot
+    and the direction are left as they are). ``global``: statistics of the training block; ``rolling``:
+    of the last ``rolling_events`` events of the same day up to the current one (never a later event:
+    the statistics follow the level of the day, as DeepLOB's previous-days normalisation); ``window``: of
+    the window itself. Label thresholds always come from the training block only.
 
     Labels are computed within each day and split (a window's label never looks across a boundary):
     ``tlob`` (horizon-bias free, Berti & Kasneci 2025) or ``classic`` smoothed returns, thresholded at α
@@ -177,11 +200,26 @@ class LOBSTERDataModule(LOBDataModule):
         test_files: Message files of the test split.
         predict_files: Message files to predict; default: the test split.
         files: Message files to cut into train/val/test by ``split`` (instead of the per-split lists).
-        split: Train/val/test fractions of the events of ``files``, in time order; they sum to 1.
+        split: Train/val/test fractions of the events of ``files``, in time order; they sum to 1. With
+            ``folds`` > 1 they are the shares of each fold's block.
+        folds: Walk-forward folds over ``files`` (:func:`~domains.finance.splits.walk_forward_bounds`):
+            consecutive train/val/test blocks, each fold one test block later than the previous one, the
+            test blocks disjoint. Evaluates on several later periods instead of one; 1 = a single cut.
+        fold: Which fold (0-based) this run trains and tests on; run every ``fold`` in ``0..folds-1``.
+        anchored: Walk-forward training blocks all start at the first event (growing with the fold)
+            instead of sliding with it.
         levels: Book levels per side; default: from the file names (all files must agree).
         keep_event_types: LOBSTER event types fed to the model (TLOB keeps submissions 1, deletions 3 and
             visible executions 4). Halts (7) are always dropped.
         order_features: Append the 8 order features to the book columns.
+        price_features: Book prices ``raw``, relative to each event's ``mid`` (ticks) or to the window's
+            ``last_mid`` (ticks); the relative ones are stationary across sessions.
+        sizes: Book and order sizes ``raw`` or ``log`` (``log1p``).
+        handcrafted: Append the handcrafted microstructure features.
+        lags: Lags (events) of the handcrafted order-flow imbalance and mid-return columns.
+        normalization: ``global`` (training-block statistics), ``rolling`` (last ``rolling_events`` events
+            up to the current one) or ``window`` (each window on its own).
+        rolling_events: Window length in events of the ``rolling`` statistics.
         tick_size: Tick size in LOBSTER price units (100 = $0.01).
         label_method: ``tlob`` (smoothed over ``min(smoothing, h)`` events on both sides) or ``classic``
             (the current mid against the mean of the next h mids; ``smoothing`` unused).
@@ -203,9 +241,18 @@ class LOBSTERDataModule(LOBDataModule):
         predict_files: list[str] | None = None,
         files: list[str] | None = None,
         split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        folds: int = 1,
+        fold: int = 0,
+        anchored: bool = False,
         levels: int | None = None,
         keep_event_types: list[int] = [1, 3, 4],  # noqa: B006 - copied, never mutated; shown by --help
         order_features: bool = True,
+        price_features: PriceFeatures = "raw",
+        sizes: SizeFeatures = "raw",
+        handcrafted: bool = False,
+        lags: list[int] = [1, 10, 100],  # noqa: B006
+        normalization: Normalization = "global",
+        rolling_events: int = 1000,
         tick_size: int = 100,
         label_method: Literal["tlob", "classic"] = "tlob",
         threshold: Literal["half_mean_abs", "spread"] = "half_mean_abs",
@@ -226,8 +273,23 @@ class LOBSTERDataModule(LOBDataModule):
             )
         if tick_size < 1 or smoothing < 1:
             raise InputError(f"tick_size ({tick_size}) and smoothing ({smoothing}) must be >= 1")
+        if not lags or any(lag < 1 for lag in lags):
+            raise InputError(f"lags must be positive event counts, got {lags}")
+        if rolling_events < 1:
+            raise InputError(f"rolling_events must be >= 1, got {rolling_events}")
+        if folds < 1 or not 0 <= fold < folds:
+            raise InputError(f"fold must be in 0..folds-1 with folds >= 1, got fold={fold}, folds={folds}")
+        if folds > 1 and files is None:
+            raise InputError("folds > 1 (walk-forward) cuts files (+ split): give files, not per-split lists")
         self.keep_event_types = keep
         self.order_features = order_features
+        self.price_features = price_features
+        self.sizes = sizes
+        self.handcrafted = handcrafted
+        self.lags = tuple(int(lag) for lag in lags)
+        self.normalization_mode = normalization
+        self.rolling_events = int(rolling_events)
+        self.folds, self.fold, self.anchored = int(folds), int(fold), bool(anchored)
         self.tick_size = tick_size
         self.label_method = label_method
         self.threshold = threshold
@@ -250,14 +312,19 @@ class LOBSTERDataModule(LOBDataModule):
         self._days: dict[Path, DayEvents] = {}
 
     @property
+    def layout(self) -> FeatureLayout:
+        """Names and normalisation groups of the feature columns."""
+        return FeatureLayout(self.levels, self.order_features, self.lags if self.handcrafted else None)
+
+    @property
     def num_lob_features(self) -> int:
         """Order-book columns: 4 per level (ask price, ask size, bid price, bid size)."""
         return 4 * self.levels
 
     @property
     def num_features(self) -> int:
-        """``4 * levels``, plus 8 order features when ``order_features``."""
-        return self.num_lob_features + (len(ORDER_FEATURES) if self.order_features else 0)
+        """``4 * levels``, plus 8 order features, plus the handcrafted ones (``3 + 2 * len(lags)``)."""
+        return self.layout.num_features
 
     @property
     def predict_dates(self) -> list[dt.date] | None:
@@ -284,9 +351,20 @@ class LOBSTERDataModule(LOBDataModule):
 
     def _load_day(self, path: Path) -> DayEvents:
         if path not in self._days:
-            self._days[path] = day_events(
-                read_lobster(path), self.keep_event_types, self.tick_size, self.order_features
+            day = day_events(
+                read_lobster(path),
+                self.keep_event_types,
+                self.tick_size,
+                self.order_features,
+                self.price_features,
+                self.sizes,
+                self.lags if self.handcrafted else None,
             )
+            if self.normalization_mode == "rolling":
+                day.features, day.price_scale = rolling_normalise(
+                    day.features, self.layout, self.rolling_events
+                )
+            self._days[path] = day
         return self._days[path]
 
     def _segments(self, split: Split) -> list[Segment]:
@@ -294,7 +372,8 @@ class LOBSTERDataModule(LOBDataModule):
         if self.fractions is None or (split == "predict" and self._explicit_predict):
             return [Segment(d, p, 0, len(self._load_day(p))) for d, p in enumerate(files)]
         lengths = [len(self._load_day(p)) for p in files]
-        return fraction_segments(files, lengths, self.fractions, "test" if split == "predict" else split)
+        which = "test" if split == "predict" else split
+        return fraction_segments(files, lengths, self.fractions, which, self.folds, self.fold, self.anchored)
 
     def _split_events(self, split: Split) -> SplitEvents | None:
         segments = self._segments(split)
@@ -316,7 +395,12 @@ class LOBSTERDataModule(LOBDataModule):
         if train is None:
             raise InputError("the training split is empty")
         self._check_horizons(train)
-        self.normalization = normalization_stats(train.features, self.num_lob_features, self.order_features)
+        if self.normalization_mode == "global":
+            self.normalization = normalization_stats(train.features, self.layout)
+        elif self.normalization_mode == "rolling":
+            self.normalization = {"rolling_events": self.rolling_events}
+        else:
+            self.normalization = {"window_events": self.seq_len}
         spread = train.spread_over_mid if self.threshold == "spread" else None
         self.alpha = [
             threshold_from_train(train.returns[:, k], self.threshold, spread)
@@ -354,7 +438,17 @@ class LOBSTERDataModule(LOBDataModule):
                 f"seq_len={self.seq_len} plus the largest horizon {max(self._horizons)} do not fit in any of "
                 "its days"
             )
-        features = normalise(events.features, self.normalization, self.num_lob_features, self.order_features)
+        layout = self.layout
+        if self.normalization_mode == "global":
+            features = normalise(events.features, self.normalization, layout)
+            scale = np.full(len(features), self.normalization["price_std"])
+        else:  # rolling: normalised per day when loaded; window: by the dataset
+            features = np.nan_to_num(events.features, nan=0.0, posinf=0.0, neginf=0.0)
+            scale = events.price_scale
+        last_mid = None
+        if self.price_features == "last_mid":
+            last_mid = (events.mid / self.tick_size, scale, layout.price_columns)
+        window_groups = [c for _, c in layout.groups()] if self.normalization_mode == "window" else None
         return LOBWindowDataset(
             features=torch.from_numpy(features.astype(np.float32)),
             labels=torch.from_numpy(labels),
@@ -364,6 +458,8 @@ class LOBSTERDataModule(LOBDataModule):
             days=events.day,
             event_index=events.row,
             name=split,
+            last_mid=last_mid,
+            window_groups=window_groups,
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -391,7 +487,9 @@ class LOBSTERDataModule(LOBDataModule):
         same = len(saved_alpha) == len(alpha) and np.allclose(saved_alpha, alpha, rtol=1e-6)
         for key, value in state_dict.get("normalization", {}).items():
             current = self.normalization.get(key)
-            if key != "order_columns" and (current is None or not np.allclose(value, current, rtol=1e-6)):
+            if key.endswith("_columns"):
+                continue
+            if current is None or not np.allclose(value, current, rtol=1e-6):
                 same = False
         if not same:
             rank_zero_warn(
@@ -406,6 +504,7 @@ class LOBSTERDataModule(LOBDataModule):
             lines.append(
                 f"  split fractions (time order over {len(self.split_files['train'])} files): "
                 f"{self.fractions}"
+                + (f", walk-forward fold {self.fold} of {self.folds}" if self.folds > 1 else "")
             )
         if self.normalization is not None:
             stats = ", ".join(f"{key}={_fmt(value)}" for key, value in self.normalization.items())
@@ -417,7 +516,11 @@ class LOBSTERDataModule(LOBDataModule):
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return super().__repr__()[:-1] + f", levels={self.levels}, label_method={self.label_method!r})"
+        return super().__repr__()[:-1] + (
+            f", levels={self.levels}, label_method={self.label_method!r}, "
+            f"price_features={self.price_features!r}, sizes={self.sizes!r}, handcrafted={self.handcrafted}, "
+            f"normalization={self.normalization_mode!r})"
+        )
 
 
 def _fmt(value: Any) -> str:

@@ -26,6 +26,7 @@ __all__ = [
     "resolve_split_files",
     "shared_split_files",
     "split_events",
+    "walk_forward_bounds",
 ]
 
 Fractions = tuple[float, float, float]
@@ -50,8 +51,10 @@ class Segment:
 class SplitEvents:
     """Concatenated segments of one split: raw features, smoothed returns and bookkeeping per event."""
 
-    features: np.ndarray  # (n, F) raw
+    features: np.ndarray  # (n, F) raw (or already normalised by rolling statistics)
     returns: np.ndarray  # (n, H) smoothed returns l (NaN where undefined)
+    mid: np.ndarray  # (n,) mid-price after each event
+    price_scale: np.ndarray  # (n,) rolling std of the prices (1 without rolling normalisation)
     spread_over_mid: np.ndarray
     time: np.ndarray
     day: np.ndarray
@@ -146,20 +149,62 @@ def resolve_levels(split_files: dict[str, list[Path]], levels: int | None) -> in
     return found[0]
 
 
+def walk_forward_bounds(
+    total: int, fractions: Fractions, folds: int = 1, fold: int = 0, anchored: bool = False
+) -> dict[str, tuple[int, int]]:
+    """Event ranges ``[lo, hi)`` of the training, validation and test blocks of one walk-forward fold.
+
+    Each fold is a block of ``L`` consecutive events cut by ``fractions`` into train, val and test (in that
+    time order); fold ``k + 1`` starts one test block later than fold ``k``, so the test blocks of the folds
+    are consecutive and disjoint and together cover the end of the data:
+    ``L = total / (1 + (folds − 1) · test_fraction)``. ``anchored`` keeps every training block starting at
+    event 0 (it grows with the fold, as FI-2010's anchored days). With ``folds=1`` this is the plain cut.
+
+    Args:
+        total: Events of all files together.
+        fractions: Train, validation and test shares of one fold's block.
+        folds: Number of folds.
+        fold: 0-based fold index.
+        anchored: Training blocks all start at the first event.
+
+    Returns:
+        ``{"train": (lo, hi), "val": (lo, hi), "test": (lo, hi)}``.
+    """
+    if folds < 1 or not 0 <= fold < folds:
+        raise InputError(f"fold must be in 0..folds-1 with folds >= 1, got fold={fold}, folds={folds}")
+    block = total / (1.0 + (folds - 1) * fractions[2])
+    start = fold * fractions[2] * block
+    cuts = np.round(start + np.cumsum((0.0, *fractions)) * block).astype(int)
+    cuts[-1] = min(cuts[-1], total)
+    lo = 0 if anchored else int(cuts[0])
+    return {
+        "train": (lo, int(cuts[1])),
+        "val": (int(cuts[1]), int(cuts[2])),
+        "test": (int(cuts[2]), int(cuts[3])),
+    }
+
+
 def fraction_segments(
-    files: list[Path], lengths: list[int], fractions: Fractions, split: str
+    files: list[Path],
+    lengths: list[int],
+    fractions: Fractions,
+    split: str,
+    folds: int = 1,
+    fold: int = 0,
+    anchored: bool = False,
 ) -> list[Segment]:
     """The segments of ``split`` when the events of ``files`` (in order) are cut by ``fractions``.
 
     Args:
         files: The files, in time order.
         lengths: Kept events per file.
-        fractions: Train, validation and test shares of all events.
+        fractions: Train, validation and test shares of all events (of one fold's block with ``folds``).
         split: ``train``, ``val`` or ``test``.
+        folds: Walk-forward folds (:func:`walk_forward_bounds`); 1 = one cut of all events.
+        fold: 0-based fold index.
+        anchored: Training blocks all start at the first event.
     """
-    total = sum(lengths)
-    cuts = np.round(np.cumsum((0.0, *fractions)) * total).astype(int)
-    lo, hi = {"train": (cuts[0], cuts[1]), "val": (cuts[1], cuts[2]), "test": (cuts[2], total)}[split]
+    lo, hi = walk_forward_bounds(sum(lengths), fractions, folds, fold, anchored)[split]
     segments, offset = [], 0
     for d, (path, n) in enumerate(zip(files, lengths, strict=True)):
         start, stop = max(lo - offset, 0), min(hi - offset, n)
@@ -186,7 +231,7 @@ def split_events(
         method: ``tlob`` or ``classic``.
     """
     parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("features", "returns", "spread", "time", "day", "row")
+        k: [] for k in ("features", "returns", "spread", "time", "day", "row", "mid", "scale")
     }
     bounds, offset = [], 0
     for seg in segments:
@@ -196,6 +241,9 @@ def split_events(
             np.stack([smoothed_returns(mid, h, smoothing, method) for h in horizons], axis=1)
         )
         parts["features"].append(day.features[window])
+        parts["mid"].append(mid)
+        scale = day.price_scale[window] if day.price_scale is not None else np.ones(seg.stop - seg.start)
+        parts["scale"].append(scale)
         parts["spread"].append(day.spread_over_mid[window])
         parts["time"].append(day.time[window])
         parts["row"].append(day.row[window])
@@ -205,6 +253,8 @@ def split_events(
     return SplitEvents(
         features=np.concatenate(parts["features"]),
         returns=np.concatenate(parts["returns"]),
+        mid=np.concatenate(parts["mid"]),
+        price_scale=np.concatenate(parts["scale"]),
         spread_over_mid=np.concatenate(parts["spread"]),
         time=np.concatenate(parts["time"]),
         day=np.concatenate(parts["day"]),

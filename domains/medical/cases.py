@@ -227,7 +227,12 @@ def _match_one(folder: Path, pattern: str, what: str) -> Path:
 
 
 def folder_cases(
-    root: str | Path, case_glob: str, modalities: list[str], label: str | None, require_label: bool = True
+    root: str | Path,
+    case_glob: str,
+    modalities: list[str],
+    label: str | None,
+    require_label: bool = True,
+    mask: str | None = None,
 ) -> list[Case]:
     """Cases of the one-folder-per-case layout.
 
@@ -237,6 +242,7 @@ def folder_cases(
         modalities: One file-name glob per modality, inside a case folder, in channel order.
         label: File-name glob of the label map, or None (unlabelled cases).
         require_label: Whether a case without a label file is an error (else its label is None).
+        mask: File-name glob of a mask every case must have (e.g. ``brainmask.nii.gz``), stored as ``mask``.
 
     Returns:
         Cases sorted by id; the id is the case folder's path relative to ``root`` with ``/`` → ``_``.
@@ -264,13 +270,14 @@ def folder_cases(
             except FileNotFoundError:
                 if require_label:
                     raise
-        cases.append(
-            {
-                "case": folder.relative_to(root).as_posix().replace("/", "_"),
-                "image": image,
-                "label": label_path,
-            }
-        )
+        case = {
+            "case": folder.relative_to(root).as_posix().replace("/", "_"),
+            "image": image,
+            "label": label_path,
+        }
+        if mask is not None:
+            case["mask"] = str(_match_one(folder, mask, "mask").resolve())
+        cases.append(case)
     return cases
 
 

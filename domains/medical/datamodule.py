@@ -9,8 +9,9 @@ the batch contracts of the segmentation task:
 * train: ``{"image": (B, C, *patch) float32, "label": (B, 1, *patch) float32 class indices, "case": [...]}``
   with ``B = batch_size * samples_per_volume`` patches; 2-D mode cuts ``(H, W)`` slices of the last axis.
 * val / test (one whole preprocessed volume, 3-D even in 2-D mode): ``{"image": (1, C, H, W, D) MetaTensor,
-  "label": (1, 1, H, W, D) MetaTensor, "case": [id], "voxel_ml": (1,) float64}``.
-* predict: ``{"image": (1, C, H, W, D) MetaTensor with applied_operations, "case": [id]}``;
+  "label": (1, 1, H, W, D) MetaTensor, "case": [id], "voxel_ml": (1,) float64}``, plus ``"mask"``
+  ``(1, 1, H, W, D)`` when the layout has a per-case mask (``CaseFolderDataModule(mask=...)``).
+* predict: ``{"image": (1, C, H, W, D) MetaTensor with applied_operations, "case": [id]}`` (and ``"mask"``);
   :attr:`MedicalDataModule.predict_transform` is the Compose to give ``Invertd``.
 """
 
@@ -67,6 +68,8 @@ class MedicalDataModule(BaseDataModule):
         samples_per_volume: Patches cut from each volume per epoch (``RandCropByPosNegLabeld`` num_samples).
         pos: Weight of patches centred on foreground.
         neg: Weight of patches centred on background (``pos / (pos + neg)`` are foreground-centred).
+        foreground_oversampling: Share of patches centred on foreground, in ``[0, 1]`` (nnU-Net: 0.33, the
+            rest random); replaces ``pos`` / ``neg`` when given.
         batch_size: Volumes per training batch (a batch holds ``batch_size * samples_per_volume`` patches).
             Validation, test and predict always use 1 whole volume per batch.
         num_workers: DataLoader worker processes (0 loads in the main process).
@@ -79,6 +82,9 @@ class MedicalDataModule(BaseDataModule):
         crop_foreground: Crop each volume to the bounding box of its voxels above the channel minimum
             (raw background 0, or the constant background of pre-normalised data).
         crop_margin: Voxels kept around that box.
+        augmentation: Training augmentation preset: ``none``, ``light`` (flips and intensity scale/shift, the
+            options below) or ``nnunet`` (rotation, scaling, elastic, flips, gamma, noise, blur, brightness,
+            contrast, simulated low resolution; :func:`domains.medical.transforms.augmentations`).
         flip_prob: Probability of a random flip, per spatial axis (training).
         intensity_scale_prob: Probability of ``RandScaleIntensityd`` (training).
         intensity_shift_prob: Probability of ``RandShiftIntensityd`` (training).
@@ -89,12 +95,13 @@ class MedicalDataModule(BaseDataModule):
         cache_dir: Folder of the disk cache; default ``<system temp>/attnlab/medical_cache``. A subfolder per
             preprocessing configuration is used. It may not lie inside an input folder.
         split: ``ratio`` (``val_fraction`` / ``test_fraction`` with ``seed``), ``kfold`` (``num_folds``,
-            ``fold``, ``seed``; the held-out fold is both val and test) or ``fixed`` (``val_cases`` /
+            ``fold``, ``seed``; fold ``fold`` is the test set, the next fold validation, so checkpoints are
+            never chosen on test patients) or ``fixed`` (``val_cases`` /
             ``test_cases`` ids, every other case trains).
         val_fraction: Validation share for ``ratio``.
         test_fraction: Test share for ``ratio``.
         num_folds: Folds for ``kfold``.
-        fold: Held-out fold for ``kfold``.
+        fold: Test fold for ``kfold`` (``0 .. num_folds - 1``; each case is tested by exactly one fold).
         seed: Split seed.
         val_cases: Validation case ids for ``fixed``.
         test_cases: Test case ids for ``fixed``.
@@ -126,6 +133,7 @@ class MedicalDataModule(BaseDataModule):
         samples_per_volume: int = 2,
         pos: float = 1.0,
         neg: float = 1.0,
+        foreground_oversampling: float | None = None,
         batch_size: int = 2,
         num_workers: int = 0,
         pixdim: list[float] | None = None,
@@ -135,6 +143,7 @@ class MedicalDataModule(BaseDataModule):
         percentiles: tuple[float, float] = (0.5, 99.5),
         crop_foreground: bool = True,
         crop_margin: int = 0,
+        augmentation: Literal["none", "light", "nnunet"] = "light",
         flip_prob: float = 0.5,
         intensity_scale_prob: float = 0.5,
         intensity_shift_prob: float = 0.5,
@@ -163,6 +172,14 @@ class MedicalDataModule(BaseDataModule):
             )
         if samples_per_volume < 1:
             raise InputError(f"samples_per_volume must be >= 1, got {samples_per_volume}")
+        if foreground_oversampling is not None:
+            if not 0 <= foreground_oversampling <= 1:
+                raise InputError(
+                    f"foreground_oversampling must be a share in [0, 1], got {foreground_oversampling}"
+                )
+            pos, neg = float(foreground_oversampling), 1.0 - float(foreground_oversampling)
+        if augmentation not in ("none", "light", "nnunet"):
+            raise InputError(f"augmentation must be none, light or nnunet, got {augmentation!r}")
         if pos < 0 or neg < 0 or pos + neg <= 0:
             raise InputError(f"pos ({pos}) and neg ({neg}) must be >= 0 with a positive sum")
         if pixdim is not None and (len(pixdim) != 3 or any(p <= 0 for p in pixdim)):
@@ -222,6 +239,7 @@ class MedicalDataModule(BaseDataModule):
             "shift_prob": intensity_shift_prob,
             "scale_factor": intensity_scale,
             "shift_offset": intensity_shift,
+            "augmentation": augmentation,
         }
         self.cases: list[Case] | None = None
         self.splits: dict[str, list[Case]] = {}
@@ -255,6 +273,7 @@ class MedicalDataModule(BaseDataModule):
         self.num_classes = int(num_classes)
         self.class_names = self._class_names(dataset_labels)
         config = PipelineConfig(
+            mask=getattr(self, "mask", None) is not None,
             num_classes=self.num_classes,
             label_map=self.label_map,
             spatial_dims=self.spatial_dims,
@@ -360,18 +379,24 @@ class MedicalDataModule(BaseDataModule):
     def build_dataset(self, split: Split) -> Dataset | None:
         """The MONAI dataset of ``split`` (None without cases); training and evaluation may be cached."""
         if split == "predict":
-            items = [{"case": c["case"], "image": c["image"]} for c in self._predict_cases()]
+            items = [
+                {"case": c["case"], "image": c["image"]} | ({"mask": c["mask"]} if "mask" in c else {})
+                for c in self._predict_cases()
+            ]
             # Never cached: Invertd checks the ids of the transforms recorded in each item.
             return case_dataset(items, self.predict_transform, "none") if items else None
         cases = self.split_of(split)
         if not cases:
             return None
         items = [{"case": c["case"], "image": c["image"], "label": c["label"]} for c in cases]
+        if split != "train" and self.pipeline_config.mask:
+            items = [item | {"mask": c["mask"]} for item, c in zip(items, cases, strict=True)]
         pipeline = "train" if split == "train" else "eval"
         folder = None
         if self.cache == "disk":
             options = {**self._preprocess, "label_map": self.label_map, "num_classes": self.num_classes}
             options |= {"spatial_dims": self.spatial_dims, "patch_size": self.patch_size}
+            options |= {"mask": self.pipeline_config.mask}
             inputs = self._input_folders() + ([self.predict_root] if self.predict_root else [])
             folder = cache_folder(self.cache_dir, inputs, options, pipeline)
         transform = self.train_transform if split == "train" else self.eval_transform

@@ -89,12 +89,24 @@ class CaseFolderDataModule(MedicalDataModule):
             ``validation/<case>``).
         modalities: File-name glob per modality, e.g. ``["Flair*.nii.gz", "T1c*.nii.gz"]``.
         label: File-name glob of the label map, e.g. ``OTMultiClass.nii.gz``.
+        mask: File-name glob of a per-case mask (e.g. ``brainmask.nii.gz``), loaded with the image for
+            validation, test and predict (resampled nearest) so that ``--model.restrict_to_mask`` can drop
+            predicted foreground outside it. Every case, prediction inputs included, must have one.
         **kwargs: The options of :class:`MedicalDataModule`. ``predict_root`` holds case folders found
             with the same ``case_glob`` and ``modalities`` (labels not needed). Without ``label_map``,
             ``num_classes`` must be given (there is no dataset description to derive it from).
     """
 
-    def __init__(self, root: str, case_glob: str, modalities: list[str], label: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str,
+        case_glob: str,
+        modalities: list[str],
+        label: str,
+        mask: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.mask = mask
         super().__init__(**kwargs)
         self.save_hyperparameters(ignore=RESOLVED)
         if not modalities:
@@ -106,13 +118,18 @@ class CaseFolderDataModule(MedicalDataModule):
         self._finish_init(len(self.modalities), {})
 
     def _discover(self) -> list[Case]:
-        return folder_cases(self.root, self.case_glob, self.modalities, self.label)
+        return folder_cases(self.root, self.case_glob, self.modalities, self.label, mask=self.mask)
 
     def _discover_predict(self) -> list[Case] | None:
         if self.predict_root is None:
             return None
         return folder_cases(
-            self.predict_root, self.case_glob, self.modalities, self.label, require_label=False
+            self.predict_root,
+            self.case_glob,
+            self.modalities,
+            self.label,
+            require_label=False,
+            mask=self.mask,
         )
 
     def _input_folders(self) -> list[Path]:

@@ -302,6 +302,9 @@ class PatientDetection(Metric):
     * ``f1`` = 2 · precision · recall / (precision + recall) (0 when both are 0).
     * ``dice_tp``: mean Dice over the detected cases; ``dice_patient``: mean Dice over all cases with a
       tumour (the paper's patient-wise mean Dice, misses included).
+    * ``volume_ratio``: mean over the cases with a tumour of predicted / true foreground volume (the
+      binarised prediction's voxels over the ground truth's): above 1 the model over-segments, below 1 it
+      under-segments.
     * ``recall_small`` / ``recall_large``: recall among the cases whose ground-truth volume
       (foreground voxels × ``voxel_ml``) is ``< small_volume_ml`` / ``>= small_volume_ml``.
     * counts: ``cases``, ``cases_positive`` (with a tumour), ``detected``, ``cases_predicted`` (non-empty
@@ -341,7 +344,7 @@ class PatientDetection(Metric):
         "cases_large",
         "detected_large",
     )
-    _SUMS = ("dice_sum_positive", "dice_sum_detected", "precision_sum")
+    _SUMS = ("dice_sum_positive", "dice_sum_detected", "precision_sum", "volume_ratio_sum")
 
     def __init__(
         self,
@@ -423,6 +426,7 @@ class PatientDetection(Metric):
             size = "small" if n_gt * float(ml[b]) < self.small_volume_ml else "large"
             acc["cases_positive"] += 1
             acc["dice_sum_positive"] += dice
+            acc["volume_ratio_sum"] += n_pred / n_gt
             acc[f"cases_{size}"] += 1
             if hit:
                 acc["detected"] += 1
@@ -444,8 +448,8 @@ class PatientDetection(Metric):
 
         Returns:
             ``recall``, ``precision``, ``f1``, ``dice_tp``, ``dice_patient``, ``recall_small``,
-            ``recall_large``, then the counts (see the class docstring); float32 scalars. Undefined means are
-            NaN with an :class:`UndefinedMetricWarning`.
+            ``recall_large``, ``volume_ratio``, then the counts (see the class docstring); float32 scalars.
+            Undefined means are NaN with an :class:`UndefinedMetricWarning`.
         """
         owner = type(self).__name__
         recall = _ratio(self.detected, self.cases_positive)
@@ -461,6 +465,7 @@ class PatientDetection(Metric):
             "dice_patient": _ratio(self.dice_sum_positive, self.cases_positive),
             "recall_small": _ratio(self.detected_small, self.cases_small),
             "recall_large": _ratio(self.detected_large, self.cases_large),
+            "volume_ratio": _ratio(self.volume_ratio_sum, self.cases_positive),
         }
         reasons = {
             "recall": "no case with a tumour was seen (cases_positive = 0)",
@@ -470,6 +475,7 @@ class PatientDetection(Metric):
             "dice_patient": "no case with a tumour was seen (cases_positive = 0)",
             "recall_small": f"no tumour smaller than {self.small_volume_ml} ml was seen (cases_small = 0)",
             "recall_large": f"no tumour of {self.small_volume_ml} ml or more was seen (cases_large = 0)",
+            "volume_ratio": "no case with a tumour was seen (cases_positive = 0)",
         }
         for key, value in out.items():
             if bool(torch.isnan(value)):

@@ -29,8 +29,10 @@ def split_cases(
         ids: Case ids.
         split: ``ratio`` (shuffled, then ``round(fraction * n)`` cases, at least 1 for a positive fraction,
             go to val and to test), ``kfold`` (shuffled into ``num_folds`` near-equal folds; fold ``fold`` is
-            both val and test, the others train) or ``fixed`` (``val_cases`` / ``test_cases``, the rest
-            train).
+            the test set, fold ``(fold + 1) % num_folds`` validation (checkpoints are chosen on it, never on
+            the test patients), the others train; over ``fold = 0 .. num_folds - 1`` every case is tested
+            exactly once) or ``fixed`` (``val_cases`` / ``test_cases``, which may not
+            overlap; the rest train).
         val_fraction: Share of the cases for validation (``ratio``).
         test_fraction: Share of the cases for test (``ratio``).
         num_folds: Folds (``kfold``).
@@ -61,14 +63,16 @@ def split_cases(
             "train": order[n_val + n_test :],
         }
     elif split == "kfold":
-        if num_folds < 2 or not 0 <= fold < num_folds:
+        if num_folds < 3 or not 0 <= fold < num_folds:
             raise InputError(
-                f"kfold needs num_folds >= 2 and 0 <= fold < num_folds, got {num_folds=}, {fold=}"
+                f"kfold needs num_folds >= 3 (a test, a validation and a training fold) and "
+                f"0 <= fold < num_folds, got {num_folds=}, {fold=}"
             )
         if n < num_folds:
             raise InputError(f"kfold with num_folds={num_folds} needs at least that many cases, got {n}")
-        held = [str(c) for c in np.array_split(np.array(order, dtype=object), num_folds)[fold]]
-        parts = {"val": held, "test": list(held), "train": [c for c in order if c not in set(held)]}
+        folds = [[str(c) for c in f] for f in np.array_split(np.array(order, dtype=object), num_folds)]
+        test, val = folds[fold], folds[(fold + 1) % num_folds]
+        parts = {"val": val, "test": test, "train": [c for c in order if c not in set(test) | set(val)]}
     elif split == "fixed":
         if not val_cases and not test_cases:
             raise InputError("split='fixed' needs val_cases and/or test_cases (case ids)")
@@ -77,6 +81,13 @@ def split_cases(
             unknown = [c for c in chosen if c not in known]
             if unknown:
                 raise InputError(f"{name} holds unknown case ids {unknown}; known ids include {ordered[:5]}")
+        shared = sorted(set(val_cases or []) & set(test_cases or []))
+        if shared:
+            raise InputError(
+                f"val_cases and test_cases share {shared}: a checkpoint chosen on a case cannot be tested on "
+                "it (the score would be optimistic by construction); hold out other cases, or use "
+                "split=kfold"
+            )
         held = set(val_cases or []) | set(test_cases or [])
         parts = {
             "val": list(val_cases or []),

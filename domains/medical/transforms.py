@@ -18,8 +18,9 @@
    → [0, 1], clipped), ``percentile`` (the given percentiles → [0, 1], clipped, per channel) or ``none``.
 6. ``train`` only: ``SpatialPadd`` to the patch, :class:`PosNegCropd` (``RandCropByPosNegLabeld`` that falls
    back to random crops on volumes without foreground), 2-D mode: squeeze the ``(H, W, 1)`` patches to
-   ``(H, W)``; random flips per axis; ``RandScaleIntensityd`` / ``RandShiftIntensityd``; plain float32
-   tensors. ``eval``: :class:`VoxelVolumed` adds ``voxel_ml``; the tensors stay MetaTensors.
+   ``(H, W)``; the augmentation preset (:func:`augmentations`: ``none``, ``light`` = flips per axis and
+   intensity scale/shift, ``nnunet`` = nnU-Net's spatial and intensity set); plain float32 tensors.
+   ``eval``: :class:`VoxelVolumed` adds ``voxel_ml``; the tensors stay MetaTensors.
 
 Every deterministic transform precedes the first random one, so MONAI's ``CacheDataset`` and
 ``PersistentDataset`` cache everything up to the crop.
@@ -48,11 +49,19 @@ from monai.transforms import (  # noqa: E402
     MapTransform,
     NormalizeIntensityd,
     Orientationd,
+    Rand2DElasticd,
+    Rand3DElasticd,
+    RandAdjustContrastd,
+    RandAffined,
     RandCropByPosNegLabeld,
     RandFlipd,
+    RandGaussianNoised,
+    RandGaussianSmoothd,
     Randomizable,
     RandScaleIntensityd,
+    RandScaleIntensityFixedMeand,
     RandShiftIntensityd,
+    RandSimulateLowResolutiond,
     RandSpatialCropSamplesd,
     ScaleIntensityRanged,
     ScaleIntensityRangePercentilesd,
@@ -63,6 +72,7 @@ from monai.transforms import (  # noqa: E402
 from monai.transforms.traits import MultiSampleTrait  # noqa: E402
 
 __all__ = [
+    "Augmentation",
     "ImageReadError",
     "LoadImageFilesd",
     "MapLabelsd",
@@ -72,6 +82,7 @@ __all__ = [
     "VoxelVolumed",
     "above_minimum",
     "affine_spacing",
+    "augmentations",
     "build_pipeline",
     "voxel_volume_ml",
 ]
@@ -79,6 +90,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Normalize = Literal["zscore", "range", "percentile", "none"]
+Augmentation = Literal["none", "light", "nnunet"]
 Stage = Literal["train", "eval", "predict"]
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # NIfTI world axes: codes mean the direction of increase
 
@@ -431,6 +443,9 @@ class PipelineConfig:
         shift_prob: Probability of ``RandShiftIntensityd``.
         scale_factor: Scale ``v * (1 + U(-f, f))``.
         shift_offset: Shift ``v + U(-o, o)``.
+        augmentation: Preset of random training transforms (:func:`augmentations`).
+        mask: Evaluation and predict items carry a ``mask`` file (loaded, reoriented, resampled nearest and
+            cropped with the image; not used in training).
     """
 
     num_classes: int
@@ -452,6 +467,8 @@ class PipelineConfig:
     shift_prob: float = 0.5
     scale_factor: float = 0.1
     shift_offset: float = 0.1
+    augmentation: Augmentation = "light"
+    mask: bool = False
 
     @property
     def crop_size(self) -> list[int]:
@@ -479,6 +496,68 @@ def _normalisation(config: PipelineConfig) -> list[Any]:
     raise ValueError(f"normalize must be zscore, range, percentile or none, got {config.normalize!r}")
 
 
+def augmentations(config: PipelineConfig) -> list[Any]:
+    """The random training transforms of ``config.augmentation``, applied to each ``image``/``label`` patch.
+
+    * ``none``: nothing (crops only).
+    * ``light``: a flip per spatial axis (``flip_prob``), ``RandScaleIntensityd`` and ``RandShiftIntensityd``
+      (``intensity_scale*`` / ``intensity_shift*``).
+    * ``nnunet``: the set of nnU-Net's default trainer (Isensee et al. 2021), with its probabilities:
+      rotation (±30° per axis) and scaling (0.7–1.4) in one ``RandAffined`` (p 0.2), elastic deformation
+      (p 0.1; nnU-Net v2 turns it off, the issue asks for it), Gaussian noise (variance ≤ 0.1, p 0.1),
+      Gaussian blur (σ 0.5–1, p 0.2), brightness (×0.75–1.25, p 0.15), contrast around the mean
+      (×0.75–1.25, p 0.15), simulated low resolution (zoom 0.5–1, p 0.25), gamma (0.7–1.5, p 0.3) and a flip
+      per axis (``flip_prob``). The label follows spatial transforms with nearest interpolation.
+
+    Spatial transforms act on the cropped patch, filling what rotates in with zeros (nnU-Net crops a larger
+    patch first; at 64³ the corners this affects are a small share of the patch).
+    """
+    keys = ["image", "label"]
+    dims = config.spatial_dims
+    if config.augmentation == "none":
+        return []
+    flips = [RandFlipd(keys, prob=config.flip_prob, spatial_axis=axis) for axis in range(dims)]
+    if config.augmentation == "light":
+        return [
+            *flips,
+            RandScaleIntensityd("image", factors=config.scale_factor, prob=config.scale_prob),
+            RandShiftIntensityd("image", offsets=config.shift_offset, prob=config.shift_prob),
+        ]
+    if config.augmentation != "nnunet":
+        raise InputError(f"augmentation must be none, light or nnunet, got {config.augmentation!r}")
+    angle = np.pi / 6
+    modes = ["bilinear", "nearest"]
+    elastic: Any
+    if dims == 3:
+        elastic = Rand3DElasticd(
+            keys, sigma_range=(9, 13), magnitude_range=(0, 200), prob=0.1, mode=modes, padding_mode="zeros"
+        )
+    else:
+        elastic = Rand2DElasticd(
+            keys, spacing=(16, 16), magnitude_range=(0, 2), prob=0.1, mode=modes, padding_mode="zeros"
+        )
+    return [
+        RandAffined(
+            keys,
+            prob=0.2,
+            rotate_range=(angle,) * (3 if dims == 3 else 1),
+            scale_range=(0.3,) * dims,
+            mode=modes,
+            padding_mode="zeros",
+        ),
+        elastic,
+        RandGaussianNoised("image", prob=0.1, std=float(np.sqrt(0.1))),
+        RandGaussianSmoothd("image", sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0), prob=0.2),
+        RandScaleIntensityd("image", factors=0.25, prob=0.15),
+        RandScaleIntensityFixedMeand("image", factors=0.25, preserve_range=True, prob=0.15),
+        RandSimulateLowResolutiond(
+            "image", prob=0.25, zoom_range=(0.5, 1.0), upsample_mode="trilinear" if dims == 3 else "bilinear"
+        ),
+        RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.3),
+        *flips,
+    ]
+
+
 def build_pipeline(config: PipelineConfig, stage: Stage) -> Compose:
     """The MONAI ``Compose`` of a stage.
 
@@ -493,6 +572,8 @@ def build_pipeline(config: PipelineConfig, stage: Stage) -> Compose:
     """
     keys = ["image"] if stage == "predict" else ["image", "label"]
     modes = ["bilinear"] if stage == "predict" else ["bilinear", "nearest"]
+    if config.mask and stage != "train":
+        keys, modes = [*keys, "mask"], [*modes, "nearest"]
     xforms: list[Any] = [LoadImageFilesd(keys), EnsureChannelFirstd(keys)]
     if config.orientation:
         xforms.append(Orientationd(keys, axcodes=config.orientation, labels=RAS_LABELS))
@@ -521,14 +602,8 @@ def build_pipeline(config: PipelineConfig, stage: Stage) -> Compose:
         ]
         if config.spatial_dims == 2:
             xforms.append(SqueezeDimd(keys, dim=3, update_meta=False))
-        xforms += [
-            RandFlipd(keys, prob=config.flip_prob, spatial_axis=axis) for axis in range(config.spatial_dims)
-        ]
-        xforms += [
-            RandScaleIntensityd("image", factors=config.scale_factor, prob=config.scale_prob),
-            RandShiftIntensityd("image", offsets=config.shift_offset, prob=config.shift_prob),
-            EnsureTyped(keys, dtype=torch.float32, track_meta=False),
-        ]
+        xforms += augmentations(config)
+        xforms.append(EnsureTyped(keys, dtype=torch.float32, track_meta=False))
     else:
         if stage == "eval":
             xforms.append(VoxelVolumed("image"))

@@ -17,6 +17,10 @@ Batches (one item = one clip; frames are decoded in the DataLoader's workers):
 * generation: ``{"video": float32[B, C, T, S, S] in [-1, 1], "scene_index": int64[B, T]}``, ``"path"`` in
   prediction (the scenes' files joined by ``|``).
 
+The audio stream is ignored unless a classification datamodule is given ``audio=True``: then every item
+also carries ``"audio": float32[B, 1, L]`` (``[B, V, 1, L]`` at test and prediction), the mono audio of
+exactly the clip's time span (:class:`~domains.video.datasets.ClipDataset`).
+
 Videos are probed (decoded once, :func:`~domains.video.decoding.probe_video`) when a stage's splits are
 built; the sizes the tasks need (:attr:`~core.data.BaseDataModule.links`) are known right after
 ``__init__``.
@@ -35,7 +39,9 @@ from core.data import BaseDataModule, Split
 from core.utils import InputError
 from domains.video.datasets import (
     Annotation,
+    AudioOptions,
     ClipDataset,
+    MissingAudio,
     SceneDataset,
     Segment,
     SelfSupervisedTask,
@@ -122,6 +128,11 @@ class VideoDataModule(BaseDataModule):
         self.flip = float(flip)
         self.short_clip: ShortClip = short_clip
         self.backend: Backend = backend
+        self.audio = False
+        self.audio_sample_rate = 16000
+        self.audio_seconds: float | None = None
+        self.missing_audio: MissingAudio = "error"
+        self._audio_length: int | None = None
         # Built here once so that bad geometry fails at construction, before any video is read.
         self.transform(train=True)
         self.clip_sampler(train=True)
@@ -154,11 +165,53 @@ class VideoDataModule(BaseDataModule):
             return RandomClipSampler(self.num_frames, self.frame_stride, self.target_fps)
         return MultiClipSampler(num_clips, self.num_frames, self.frame_stride, self.target_fps)
 
+    def set_audio(self, audio: bool, sample_rate: int, seconds: float | None, missing: MissingAudio) -> None:
+        """Check and keep the audio options (see the classification datamodules' arguments)."""
+        if sample_rate < 1 or (seconds is not None and not seconds > 0):
+            raise ValueError(
+                f"need audio_sample_rate >= 1 and audio_seconds > 0, got {sample_rate}, {seconds}"
+            )
+        if missing not in ("error", "zeros"):
+            raise ValueError(f"missing_audio must be 'error' or 'zeros', got {missing!r}")
+        self.audio = bool(audio)
+        self.audio_sample_rate = int(sample_rate)
+        self.audio_seconds = None if seconds is None else float(seconds)
+        self.missing_audio = missing
+
+    def audio_videos(self) -> list[Path]:
+        """Every video of the datamodule (all splits): the default audio length is their longest clip."""
+        raise NotImplementedError
+
+    def audio_length(self, sampler: ClipSampler) -> int:
+        """Audio samples per clip, the same in every split: ``audio_seconds``, else the longest clip span.
+
+        The longest span is that of ``sampler``'s clips at the fastest speed (:attr:`max_speed`) over all
+        videos of the datamodule, from the first frame to the end of the last (one mean frame interval).
+        """
+        if self._audio_length is None:
+            seconds = self.audio_seconds
+            if seconds is None:
+                indexes = self.indexes(self.audio_videos())
+                if isinstance(sampler, UniformClipSampler):
+                    seconds = max(index.duration for index in indexes)
+                else:
+                    seconds = max(sampler.span(i, self.max_speed) / i.fps for i in indexes)
+            self._audio_length = int(np.ceil(seconds * self.audio_sample_rate - 1e-6))
+        return self._audio_length
+
+    @property
+    def max_speed(self) -> int:
+        """The largest frame-spacing multiplier of the items (playback speed); 1 otherwise."""
+        return 1
+
     def clip_dataset(
         self, split: Split, segments: list[Segment], sampler: ClipSampler, test_crops: int
     ) -> ClipDataset:
         """The clips of ``segments``; at test and prediction each item is clips × ``test_crops`` views."""
         evaluate_views = split in ("test", "predict")
+        audio = None
+        if self.audio:
+            audio = AudioOptions(self.audio_sample_rate, self.audio_length(sampler), self.missing_audio)
         return ClipDataset(
             segments,
             sampler,
@@ -166,6 +219,7 @@ class VideoDataModule(BaseDataModule):
             multi_view=evaluate_views,
             with_path=split == "predict",
             backend=self.backend,
+            audio=audio,
         )
 
     def indexes(self, paths: Sequence[Path]) -> list[VideoIndex]:
@@ -224,6 +278,13 @@ class VideoClassificationDataModule(VideoDataModule):
         sampling: ``random`` clips of ``num_frames`` frames, or ``uniform`` (TSN) over the whole video.
         test_clips: Clips per video at test and prediction.
         test_crops: Crops per clip at test and prediction: 1 (centre) or 3 (along the longer side).
+        audio: Return each clip's audio as ``"audio"`` (mono, resampled): the audio from the clip's first
+            frame to the end of its last, zero-padded or cut to one length; default: the audio is ignored.
+        audio_sample_rate: Samples per second of the returned audio.
+        audio_seconds: Length of the returned audio; default: the longest clip span over all videos (at the
+            fastest playback speed), so no clip's audio is cut.
+        missing_audio: A video without an audio stream when ``audio`` is set: ``error`` (an InputError
+            naming the videos when the split is built) or ``zeros`` (silence, with a warning naming them).
 
     The clip geometry and loader arguments are those of :class:`VideoDataModule`.
     """
@@ -248,6 +309,10 @@ class VideoClassificationDataModule(VideoDataModule):
         sampling: Literal["random", "uniform"] = "random",
         test_clips: int = 1,
         test_crops: Literal[1, 3] = 1,
+        audio: bool = False,
+        audio_sample_rate: int = 16000,
+        audio_seconds: float | None = None,
+        missing_audio: MissingAudio = "error",
         num_frames: int = 8,
         frame_stride: int = 1,
         target_fps: float | None = None,
@@ -267,6 +332,7 @@ class VideoClassificationDataModule(VideoDataModule):
             backend, batch_size, eval_batch_size, num_workers, pin_memory,
         )  # fmt: skip
         self.save_hyperparameters(ignore=["class_names", "pin_memory"])
+        self.set_audio(audio, audio_sample_rate, audio_seconds, missing_audio)
         _check_split(split)
         if test_clips < 1 or test_crops not in (1, 3):
             raise ValueError(f"need test_clips >= 1 and test_crops 1 or 3, got {test_clips}, {test_crops}")
@@ -317,6 +383,10 @@ class VideoClassificationDataModule(VideoDataModule):
             sampler = self.clip_sampler(train, self.test_clips if evaluate_views else 1)
         segments = drop_short(segments, sampler, self.short_clip, f"{type(self).__name__} {split} split")
         return self.clip_dataset(split, segments, sampler, self.test_crops) if segments else None
+
+    def audio_videos(self) -> list[Path]:
+        """Every listed video."""
+        return list(dict.fromkeys(a.path for items in self.annotations.values() for a in items))
 
     def input_paths(self) -> list[Path]:
         """The data folder, the annotation lists and every listed video."""
@@ -413,6 +483,13 @@ class SelfSupervisedVideoDataModule(VideoFolderDataModule):
             not overlap).
         seed: Seed of the video shuffle (``split_by="video"``).
         test_crops: Crops per clip at test and prediction: 1 or 3.
+        audio: Return each clip's audio as ``"audio"`` (mono, resampled): the audio from the clip's first
+            frame to the end of its last, zero-padded or cut to one length; default: the audio is ignored.
+        audio_sample_rate: Samples per second of the returned audio.
+        audio_seconds: Length of the returned audio; default: the longest clip span over all videos (at the
+            fastest playback speed), so no clip's audio is cut.
+        missing_audio: A video without an audio stream when ``audio`` is set: ``error`` (an InputError
+            naming the videos when the split is built) or ``zeros`` (silence, with a warning naming them).
 
     The clip geometry and loader arguments are those of :class:`VideoDataModule`.
     """
@@ -431,6 +508,10 @@ class SelfSupervisedVideoDataModule(VideoFolderDataModule):
         clip_step: int | None = None,
         seed: int = 0,
         test_crops: Literal[1, 3] = 1,
+        audio: bool = False,
+        audio_sample_rate: int = 16000,
+        audio_seconds: float | None = None,
+        missing_audio: MissingAudio = "error",
         num_frames: int = 8,
         frame_stride: int = 1,
         target_fps: float | None = None,
@@ -451,6 +532,7 @@ class SelfSupervisedVideoDataModule(VideoFolderDataModule):
         )  # fmt: skip
         self.save_hyperparameters(ignore=["pin_memory"])
         self.set_folder(data_root, paths, split, split_by, gap_seconds, clip_step, seed)
+        self.set_audio(audio, audio_sample_rate, audio_seconds, missing_audio)
         if task not in ("arrow_of_time", "playback_speed"):
             raise ValueError(f"task must be 'arrow_of_time' or 'playback_speed', got {task!r}")
         speeds = [1, 2, 4] if speeds is None else [int(s) for s in speeds]
@@ -465,6 +547,15 @@ class SelfSupervisedVideoDataModule(VideoFolderDataModule):
         self.test_crops = int(test_crops)
         self.class_names = task_classes(task, speeds)
         self.num_classes = len(self.class_names)
+
+    @property
+    def max_speed(self) -> int:
+        """The fastest playback speed (``playback_speed``), else 1."""
+        return max(self.speeds) if self.task == "playback_speed" else 1
+
+    def audio_videos(self) -> list[Path]:
+        """The videos."""
+        return list(self.videos)
 
     def build_dataset(self, split: Split) -> Dataset | None:
         """Every window of the split's ranges, once per class; None when no window fits."""

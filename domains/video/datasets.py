@@ -36,13 +36,14 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import Dataset
 
 from core.utils import InputError, InputFileNotFoundError
-from domains.video.decoding import Backend, VideoIndex, probe_video, read_frames
+from domains.video.decoding import Backend, VideoIndex, audio_span, probe_video, read_frames
 from domains.video.sampling import ClipSampler
 from domains.video.transforms import ClipTransform
 
 __all__ = [
     "VIDEO_EXTENSIONS",
     "Annotation",
+    "AudioOptions",
     "ClipDataset",
     "SceneDataset",
     "Segment",
@@ -66,6 +67,7 @@ VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp"}
 )
 ShortClip = Literal["pad", "skip"]
+MissingAudio = Literal["error", "zeros"]
 SplitBy = Literal["time", "video"]
 SelfSupervisedTask = Literal["arrow_of_time", "playback_speed"]
 
@@ -106,6 +108,51 @@ class Segment:
     label: int = 0
     speed: int = 1
     reverse: bool = False
+
+
+@dataclass(frozen=True)
+class AudioOptions:
+    """The audio each clip carries (:func:`~domains.video.decoding.audio_span`).
+
+    Attributes:
+        sample_rate: Samples per second of every clip's audio (resampled).
+        length: Samples per clip: the clip's span, then zeros (or cut), so that clips batch together.
+        missing: A video without an audio stream: ``error`` (an :class:`InputError` naming it when the
+            dataset is built) or ``zeros`` (silence, with a warning naming the videos).
+    """
+
+    sample_rate: int
+    length: int
+    missing: MissingAudio = "error"
+
+    def __post_init__(self) -> None:
+        if self.sample_rate < 1 or self.length < 1:
+            raise ValueError(
+                f"audio needs sample_rate and length >= 1, got {self.sample_rate}, {self.length}"
+            )
+        if self.missing not in ("error", "zeros"):
+            raise ValueError(f"missing audio must be 'error' or 'zeros', got {self.missing!r}")
+
+
+def clip_time_span(index: VideoIndex, positions: np.ndarray) -> tuple[float, float]:
+    """Seconds from the first frame of a clip to the end of its last (when the next frame is shown)."""
+    first, last = int(positions.min()), int(positions.max())
+    end = index.times[last + 1] if last + 1 < index.num_frames else index.times[last] + 1.0 / index.fps
+    return float(index.times[first]), float(end)
+
+
+def check_audio(segments: Sequence[Segment], missing: MissingAudio, what: str) -> None:
+    """Raise (``missing="error"``) or warn (``"zeros"``) about the videos of ``segments`` without audio."""
+    silent = sorted({str(s.index.path) for s in segments if not s.index.audio_rate})
+    if not silent:
+        return
+    shown = ", ".join(silent[:5]) + (f" and {len(silent) - 5} more" if len(silent) > 5 else "")
+    if missing == "error":
+        raise InputError(
+            f"{what}: audio requested, but {len(silent)} videos hold no audio stream: {shown} "
+            "(missing_audio='zeros' gives them silence)"
+        )
+    rank_zero_warn(f"{what}: {len(silent)} videos hold no audio stream; their clips get silence: {shown}")
 
 
 def find_videos(root: str | Path) -> list[Path]:
@@ -269,7 +316,10 @@ class ClipDataset(Dataset):
 
     Items: ``{"video": float32[C, T, S, S]}`` (``multi_view=False``; needs one view), or
     ``float32[V, C, T, S, S]`` with V = sampler clips × transform crops; ``"label"``: int64 scalar;
-    ``"path"``: the file, when ``with_path``.
+    ``"path"``: the file, when ``with_path``; ``"audio"``: ``float32[1, L]`` (``[V, 1, L]`` with
+    ``multi_view``), when ``audio`` is given: the mono audio from the clip's first frame to the end of its
+    last (:func:`clip_time_span`), at ``audio.sample_rate``, zero-padded or cut to ``audio.length``
+    samples, reversed with a reversed clip.
 
     Args:
         segments: The items.
@@ -278,6 +328,10 @@ class ClipDataset(Dataset):
         multi_view: Stack the views on a leading axis even when there is one.
         with_path: Add the video's path (prediction).
         backend: Decoder backend (see :func:`~domains.video.decoding.read_frames`).
+        audio: Return each clip's audio so (None: the audio stream is ignored).
+
+    Raises:
+        InputError: With ``audio`` and ``missing="error"``, naming the videos without an audio stream.
     """
 
     def __init__(
@@ -288,10 +342,14 @@ class ClipDataset(Dataset):
         multi_view: bool = False,
         with_path: bool = False,
         backend: Backend = "pyav",
+        audio: AudioOptions | None = None,
     ) -> None:
         views = sampler.num_clips * transform.num_crops
         if views > 1 and not multi_view:
             raise ValueError(f"{views} views per item need multi_view=True")
+        if audio is not None:
+            check_audio(segments, audio.missing, type(self).__name__)
+        self.audio = audio
         self.segments = list(segments)
         self.sampler = sampler
         self.transform = transform
@@ -312,9 +370,26 @@ class ClipDataset(Dataset):
             "video": video if self.multi_view else video[0],
             "label": torch.tensor(segment.label, dtype=torch.int64),
         }
+        if self.audio is not None:
+            sound = torch.stack([self._audio(segment, clip_positions) for clip_positions in positions])
+            sound = sound.repeat_interleave(self.transform.num_crops, dim=0)
+            out["audio"] = sound if self.multi_view else sound[0]
         if self.with_path:
             out["path"] = str(segment.index.path)
         return out
+
+    def _audio(self, segment: Segment, positions: np.ndarray) -> torch.Tensor:
+        """``float32[1, length]``: the audio of the clip at ``positions`` (see the class docstring)."""
+        assert self.audio is not None
+        options = self.audio
+        if not segment.index.audio_rate:
+            return torch.zeros(1, options.length)
+        start, end = clip_time_span(segment.index, positions)
+        sound = audio_span(segment.index.path, start, end, options.sample_rate, options.length)
+        if segment.reverse:
+            valid = min(max(round((end - start) * options.sample_rate), 0), options.length)
+            sound[:, :valid] = sound[:, :valid].flip(-1)
+        return sound
 
     def label_counts(self, num_classes: int) -> list[int]:
         """Items per class."""

@@ -33,10 +33,13 @@ __all__ = [
     "Backend",
     "Clip",
     "VideoIndex",
+    "audio_span",
     "probe_video",
     "read_audio",
+    "read_audio_window",
     "read_frames",
     "read_range",
+    "resample_audio",
     "torchcodec_available",
     "write_video",
 ]
@@ -514,23 +517,19 @@ def _umask() -> int:
     return mask
 
 
-def read_audio(path: str | os.PathLike, start: float, end: float) -> tuple[torch.Tensor, int]:
-    """The first audio stream's samples from ``start`` to ``end`` seconds, as ``float32[channels, samples]``.
+def _decode_audio(path: Path, start: float, end: float) -> tuple[np.ndarray, int, int]:
+    """The first audio stream decoded from at most ``start`` to past ``end`` seconds, at its own rate.
 
     Returns:
-        The samples and the sample rate.
-
-    Raises:
-        InputError: Naming the file, when it has no audio stream or its audio does not decode.
+        ``float32[channels, samples]``, the number of the first sample (at ``rate``, from time 0), and the
+        rate.
     """
-    path = _check_file(path)
     with _open(path) as container:
         if not container.streams.audio:
             raise InputError(f"{path}: holds no audio stream")
         stream = container.streams.audio[0]
         rate = int(stream.rate)
         resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
-        first = round(start * rate)
         last = round(end * rate)
         chunks: list[np.ndarray] = []
         chunk_start: int | None = None
@@ -552,9 +551,130 @@ def read_audio(path: str | os.PathLike, start: float, end: float) -> tuple[torch
             raise InputError(f"{path}: audio decoding failed ({err})") from None
     if not chunks or chunk_start is None:
         raise InputError(f"{path}: no audio samples in [{start:.3f}, {end:.3f}) s")
-    samples = np.concatenate(chunks, axis=1)
+    return np.concatenate(chunks, axis=1).astype(np.float32, copy=False), chunk_start, rate
+
+
+def read_audio(path: str | os.PathLike, start: float, end: float) -> tuple[torch.Tensor, int]:
+    """The first audio stream's samples from ``start`` to ``end`` seconds, as ``float32[channels, samples]``.
+
+    Returns:
+        The samples and the sample rate.
+
+    Raises:
+        InputError: Naming the file, when it has no audio stream or its audio does not decode.
+    """
+    path = _check_file(path)
+    samples, chunk_start, rate = _decode_audio(path, start, end)
+    first, last = round(start * rate), round(end * rate)
     lo = max(first - chunk_start, 0)
     return torch.from_numpy(np.ascontiguousarray(samples[:, lo : lo + (last - first)])), rate
+
+
+def _audio_rate(path: Path) -> int:
+    """Sample rate of the first audio stream of ``path``."""
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise InputError(f"{path}: holds no audio stream")
+        return int(container.streams.audio[0].rate)
+
+
+def read_audio_window(path: str | os.PathLike, first: int, stop: int) -> tuple[torch.Tensor, int]:
+    """Samples ``[first, stop)`` (numbered at the stream's rate from time 0), zeros where there is no audio.
+
+    Unlike :func:`read_audio`, sample ``k`` of the result is always sample ``first + k`` of the stream, also
+    before its first or after its last decoded sample (the zeros a clip at a file's edges needs).
+
+    Returns:
+        ``float32[channels, stop - first]`` and the sample rate.
+
+    Raises:
+        InputError: Naming the file, when it has no audio stream or its audio does not decode.
+    """
+    path = _check_file(path)
+    rate = _audio_rate(path)
+    samples, chunk_start, _ = _decode_audio(path, max(first, 0) / rate, stop / rate)
+    out = np.zeros((samples.shape[0], stop - first), dtype=np.float32)
+    lo, hi = max(first, chunk_start), min(stop, chunk_start + samples.shape[1])
+    if hi > lo:
+        out[:, lo - first : hi - first] = samples[:, lo - chunk_start : hi - chunk_start]
+    return torch.from_numpy(out), rate
+
+
+RESAMPLE_ZEROS = 16
+"""Zero crossings of the resampling kernel on each side (of the lower of the two rates)."""
+RESAMPLE_BETA = 8.6
+"""Kaiser window parameter of the resampling kernel (about 90 dB stop-band)."""
+
+
+def resample_audio(
+    samples: torch.Tensor, rate: int, first: int, times: torch.Tensor, new_rate: int
+) -> torch.Tensor:
+    """Band-limited interpolation of ``samples`` at ``times`` seconds (Kaiser-windowed sinc).
+
+    Args:
+        samples: ``float32[channels, N]``; sample ``i`` is at time ``(first + i) / rate``, zero outside.
+        rate: Their sample rate.
+        first: Number of the first sample, from time 0.
+        times: ``float64[M]`` output times in seconds.
+        new_rate: The output's sample rate: below ``rate`` the kernel cuts at 0.99 of its Nyquist frequency
+            (anti-aliasing); at or above it the kernel is the plain sinc, so output times on the input grid
+            give back the input samples exactly.
+
+    Returns:
+        ``float32[channels, M]``.
+    """
+    scale = 1.0 if new_rate >= rate else 0.99 * new_rate / rate
+    half = int(np.ceil(RESAMPLE_ZEROS / scale))
+    position = times.to(torch.float64) * rate - first  # fractional input index of each output
+    base = torch.floor(position).to(torch.int64)
+    taps = base[:, None] + torch.arange(-half + 1, half + 1)  # [M, 2 half]
+    offset = position[:, None] - taps
+    window = torch.special.i0(RESAMPLE_BETA * torch.sqrt((1 - (offset / half) ** 2).clamp(min=0)))
+    kernel = (
+        scale * torch.sinc(scale * offset) * window / float(torch.special.i0(torch.tensor(RESAMPLE_BETA)))
+    )
+    kernel = torch.where(offset.abs() < half, kernel, 0.0)
+    inside = (taps >= 0) & (taps < samples.shape[1])
+    values = samples.to(torch.float64)[:, taps.clamp(0, samples.shape[1] - 1)] * inside  # [C, M, 2 half]
+    return (values * kernel).sum(-1).to(torch.float32)
+
+
+def audio_span(
+    path: str | os.PathLike, start: float, end: float, rate: int, length: int | None = None
+) -> torch.Tensor:
+    """Mono audio of ``[start, end)`` seconds at ``rate``, zero-padded or cut to ``length`` samples.
+
+    Sample ``j`` is the stream's audio at time ``start + j / rate`` (channels averaged), interpolated by
+    :func:`resample_audio` from the samples around it, so clips of any file share one rate and one length
+    and batch together.
+
+    Args:
+        path: A file with an audio stream.
+        start: Time of the first sample (seconds, the video's presentation times).
+        end: Time the span ends; ``round((end - start) * rate)`` samples are audio.
+        rate: Output sample rate.
+        length: Output samples; default the span's. Samples past the span are zeros.
+
+    Returns:
+        ``float32[1, length]``.
+
+    Raises:
+        InputError: Naming the file, when it has no audio stream or its audio does not decode.
+    """
+    native = _audio_rate(_check_file(path))
+    count = max(round((end - start) * rate), 0)
+    length = count if length is None else int(length)
+    out = torch.zeros(1, length)
+    keep = min(count, length)
+    if keep == 0:
+        return out
+    times = start + torch.arange(keep, dtype=torch.float64) / rate
+    margin = int(np.ceil(RESAMPLE_ZEROS * max(native / rate, 1.0))) + 2
+    first = int(np.floor(float(times[0]) * native)) - margin
+    stop = int(np.ceil(float(times[-1]) * native)) + margin + 1
+    samples, _ = read_audio_window(path, first, stop)
+    out[:, :keep] = resample_audio(samples.mean(dim=0, keepdim=True), native, first, times, rate)
+    return out
 
 
 def write_video(
@@ -564,6 +684,7 @@ def write_video(
     *,
     codec: str = "libx264",
     crf: int = 18,
+    keyframe_interval: int | None = None,
 ) -> Path:
     """Write ``uint8[T, H, W, 3]`` RGB frames as an mp4 (h264, yuv420p), atomically.
 
@@ -577,6 +698,9 @@ def write_video(
         fps: Frames per second (> 0).
         codec: An FFmpeg encoder PyAV bundles (``libx264``, ``mpeg4``).
         crf: x264 constant rate factor (0 lossless, 18 visually lossless, 23 FFmpeg's default).
+        keyframe_interval: At most this many frames from one keyframe to the next (1: every frame is
+            one); None: the encoder's default (x264: 250). Short intervals make clip reads cheap, as a
+            read decodes forward from the keyframe before its first frame.
 
     Returns:
         The written path.
@@ -602,8 +726,14 @@ def write_video(
             stream = container.add_stream(codec, rate=rate)
             stream.width, stream.height = array.shape[2], array.shape[1]
             stream.pix_fmt = "yuv420p"
+            if keyframe_interval is not None:
+                if keyframe_interval < 1:
+                    raise InputError(f"{path}: keyframe_interval must be >= 1, got {keyframe_interval}")
+                stream.codec_context.gop_size = int(keyframe_interval)
             if codec == "libx264":
                 stream.options = {"crf": str(crf)}
+                if keyframe_interval is not None:
+                    stream.options = {**stream.options, "keyint": str(keyframe_interval)}
             stream.codec_context.time_base = 1 / rate
             for number, image in enumerate(array):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")

@@ -21,6 +21,7 @@ from core.training import (
     atomic_torch_save,
     load_pretrained,
 )
+from core.training.pretrained import adapt_input_channels
 
 
 class ToyTask(BaseTask):
@@ -128,7 +129,8 @@ def test_required_linked_value_names_itself() -> None:
         Linked()
 
 
-def test_ema_weights_are_the_exponential_average(tmp_path: Path) -> None:
+@pytest.mark.parametrize("warmup", [False, True])
+def test_ema_weights_are_the_exponential_average(tmp_path: Path, warmup: bool) -> None:
     decay = 0.9
     task = ToyTask()
     history: list[dict[str, torch.Tensor]] = []
@@ -137,13 +139,14 @@ def test_ema_weights_are_the_exponential_average(tmp_path: Path) -> None:
         def on_train_batch_end(self, trainer, pl_module, *args):
             history.append({k: v.detach().clone() for k, v in pl_module.state_dict().items()})
 
-    ema = EMA(decay=decay)
+    ema = EMA(decay=decay, warmup=warmup)
     trainer = _trainer(tmp_path, max_epochs=1, callbacks=[Record(), ema], enable_checkpointing=False)
     trainer.fit(task, _loader())
     name = "neck.weight"
     expected = history[0][name].clone()  # AveragedModel's first update copies the weights
-    for state in history[1:]:
-        expected = decay * expected + (1 - decay) * state[name]
+    for n, state in enumerate(history[1:], start=1):
+        rate = min(decay, (1 + n) / (10 + n)) if warmup else decay  # n updates before this one
+        expected = rate * expected + (1 - rate) * state[name]
     # after fit, Lightning copies the average into the model
     torch.testing.assert_close(task.state_dict()[name], expected)
     assert not torch.allclose(history[-1][name], expected)
@@ -237,6 +240,37 @@ def test_pretrained_resizes_declared_keys(tmp_path: Path) -> None:
     holder.pos = model
     report = load_pretrained(holder, path, resizable_keys=("pos.",))
     assert report.resized and torch.allclose(holder.pos.table[:, 0], torch.linspace(0, 1, 9))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 4, 7])
+def test_input_convolution_adapted_as_timm_does(channels: int) -> None:
+    timm_layers = pytest.importorskip("timm.models._manipulate")
+    weight = torch.randn(6, 3, 3, 3)
+    expected = timm_layers.adapt_input_conv(channels, weight.clone())
+    torch.testing.assert_close(adapt_input_channels(weight, channels), expected)
+
+
+def test_pretrained_adapts_only_the_input_convolution(tmp_path: Path, caplog) -> None:
+    """A 1-channel 3-D net starts a 4-channel one: stem adapted, head skipped, and the log says so."""
+
+    def net(channels: int, classes: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv3d(channels, 4, 3), nn.ReLU(), nn.Conv3d(4, 4, 3), nn.Conv3d(4, classes, 1)
+        )
+
+    source, target = net(1, 3), net(4, 2)
+    path = tmp_path / "hippocampus.pt"
+    torch.save(source.state_dict(), path)
+    with caplog.at_level("INFO"):
+        report = load_pretrained(target, path)
+    assert report.adapted == ["0.weight input channels 1 -> 4 (timm's rule)"]
+    torch.testing.assert_close(target[0].weight, source[0].weight.repeat(1, 4, 1, 1, 1) / 4)
+    assert sorted(report.loaded) == ["0.bias", "2.bias", "2.weight"]
+    assert set(report.skipped) == {"3.weight", "3.bias"}
+    # A constant input gives the pre-trained stem's response, whatever the number of channels.
+    x = torch.randn(1, 1, 5, 5, 5)
+    torch.testing.assert_close(target[0](x.repeat(1, 4, 1, 1, 1)), source[0](x))
+    assert "adapted: 0.weight input channels 1 -> 4" in caplog.text
 
 
 def test_atomic_save_keeps_previous_file_on_failure(tmp_path: Path, monkeypatch) -> None:

@@ -18,7 +18,7 @@ from tests.distributed.processes import REPO, clean_environment
 
 def test_options() -> None:
     args = build_parser().parse_args([])
-    assert (args.models, args.strategies) == (list(MODELS), ["ddp", "fsdp"])
+    assert (args.models, args.strategies) == (list(MODELS), ["ddp", "fsdp2"])
     assert args.modes == ["eager", "compile"]
     args = build_parser().parse_args(
         ["--models", "tlob", "--compile", "eager", "--steps", "5", "--budget", "60"]
@@ -62,11 +62,12 @@ def test_flagship_networks_have_their_fsdp_units(name: str) -> None:
 
 
 @pytest.mark.slow
-def test_one_ddp_row_on_cpu() -> None:
-    """Lightning DDP (gloo, one process), bf16-mixed, the timer: samples/s from a fresh process."""
+@pytest.mark.parametrize(("model", "strategy"), [("tlob", "ddp"), ("sasrec", "fsdp2")])
+def test_one_row_on_cpu(model: str, strategy: str) -> None:
+    """DDP or FSDP2 (gloo, one process), bf16-mixed, the timer: samples/s from a fresh process."""
     code = (
         "from benchmarks.gpu_throughput import measure; "
-        "r = measure('tlob', 'ddp', 'eager', batch=4, steps=2, warmup=1, accelerator='cpu'); "
+        f"r = measure({model!r}, {strategy!r}, 'eager', batch=4, steps=2, warmup=1, accelerator='cpu'); "
         "print('RATE', r.samples_per_s, r.peak_mib, r.error)"
     )
     proc = subprocess.run(

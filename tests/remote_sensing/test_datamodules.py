@@ -358,6 +358,34 @@ def test_unlabelled_sentinel2_folder(tmp_path: Path) -> None:
     assert snapshot(folder) == before
 
 
+def test_unlabelled_pan_and_context_tiles(tmp_path: Path) -> None:
+    folder = tmp_path / "s2"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    b03 = rng.integers(100, 5000, (96, 96)).astype(np.uint16)  # 10 m
+    write_tif(folder / "s2_B03.jp2", b03, res=10.0)
+    write_tif(folder / "s2_B05.jp2", rng.integers(100, 5000, (48, 48)).astype(np.uint16), res=20.0)
+    before = snapshot(folder)
+    dm = UnlabelledSceneDataModule(
+        str(folder), bands=["B05"], tile_size=8, block_grid=(2, 2), val_blocks=[3], buffer=1,
+        pan_band="B03", pan_scale=2, context_scale=2, train_tiles=4, batch_size=4, normalize=False,
+    )  # fmt: skip
+    dm.setup("fit")
+    item = dm.dataset("train")[0]
+    tile = dm.dataset("train").tiles[0]  # type: ignore[attr-defined]
+    assert item["image"].shape == item["context"].shape == (1, 8, 8) and item["pan"].shape == (1, 16, 16)
+    # The 20 m grid is B05's own; the pan tile is B03 over the same ground at its native 10 m.
+    r, c = 2 * tile.row, 2 * tile.col
+    assert np.array_equal(item["pan"][0].numpy(), b03[r : r + 16, c : c + 16].astype(np.float32))
+    stats = UnlabelledSceneDataModule(
+        str(folder), bands=["B05"], tile_size=8, block_grid=(2, 2), val_blocks=[3], buffer=1, pan_band="B03"
+    ).compute_statistics()
+    assert set(stats) == {"image", "pan"} and stats["pan"].count[0] > 0
+    with pytest.raises(InputError, match="B8"):
+        UnlabelledSceneDataModule(str(folder), bands=["B05"], pan_band="B8")
+    assert snapshot(folder) == before
+
+
 def test_unlabelled_stacked_file_and_nodata_split(tmp_path: Path) -> None:
     data = np.random.default_rng(0).integers(1, 100, (3, 40, 40)).astype(np.uint16)
     data[:, 20:, 20:] = 0  # block 3 is nodata

@@ -122,6 +122,25 @@ def test_davit_tiny_equals_timm():
     assert n_params(DaViTSmall(3, 1000)) == n_params(timm.create_model("davit_small", pretrained=False))
 
 
+def test_davit_benchmark_rounds_alternate_and_count_steps():
+    from benchmarks.davit_throughput import timed_rounds
+
+    now, calls = [0.0], []
+
+    def step(name: str, seconds: float):
+        def run() -> None:
+            calls.append(name)
+            now[0] += seconds
+
+        return run
+
+    steps = {"ours": step("ours", 1.0), "timm": step("timm", 2.0)}
+    rates = timed_rounds(steps, torch.device("cpu"), total=4, rounds=2, clock=lambda: now[0])
+    # Round 1 runs ours then timm, round 2 the other way round; 2 steps each per round.
+    assert calls == ["ours", "ours", "timm", "timm", "timm", "timm", "ours", "ours"]
+    assert rates == {"ours": 1.0, "timm": 0.5}
+
+
 @pytest.mark.parametrize("bands", [2, 11])
 def test_davit_any_band_count_and_attention(bands):
     model = DaViT(bands, 4, **SMALL_DAVIT, attention=partial(MultiHeadAttention, num_heads=2))
@@ -182,6 +201,31 @@ def test_bcaf_chains_its_fusion_layers():
     first = model.fusion[0][0]
     # The official wrapper drops the first layer's output (no gradient to its attention); chained, it has one.
     assert first.attn.fine_q.weight.grad is not None and first.attn.fine_q.weight.grad.abs().sum() > 0
+
+
+def test_bcaf_masked_encoding_hides_both_streams_over_the_masked_ground():
+    model = BCAF(4, 2, **SMALL_DAVIT, decoder_dim=8).eval()
+    assert (model.patch_size, model.encoder_stride, model.encoder_channels) == (4, 16, 128)
+    x, pan = torch.randn(1, 4, 64, 64), torch.randn(1, 1, 128, 128)
+    mask = torch.zeros(1, 16, 16, dtype=torch.bool)
+    mask[:, 4:8, 4:8] = True  # image pixels 16..31, pan pixels 32..63
+    x2, pan2 = x.clone(), pan.clone()
+    # Image pixels 16..31 are exactly the 4×4/s4 spectral tokens 4..7; pan pixels 40..55 reach only the pan
+    # stem cells 10..14 (7×7, stride 4, padding 3), inside the hidden cells 8..15.
+    x2[..., 16:32, 16:32] += 5.0
+    pan2[..., 40:56, 40:56] += 5.0
+    with torch.no_grad():
+        out = model.encode_masked(x, mask, pan=pan)
+        assert out.shape == (1, 128, 4, 4)  # 64 / 16
+        assert torch.equal(out, model.encode_masked(x2, mask, pan=pan2))
+        visible = torch.zeros_like(mask)
+        assert not torch.allclose(
+            model.encode_masked(x, visible, pan=pan), model.encode_masked(x2, visible, pan=pan2)
+        )
+    with pytest.raises(ValueError, match="pan_scale=2"):
+        model.encode_masked(x, mask, pan=torch.randn(1, 1, 192, 192))
+    with pytest.raises(ValueError, match="pan_scale"):
+        BCAF(4, 2, **SMALL_DAVIT, pan_scale=3)
 
 
 # ---------------------------------------------------------------- DFYP

@@ -13,7 +13,7 @@ from core.training import PredictionWriter
 from core.utils import InputError
 from domains.remote_sensing.figures import segmentation_overlay
 from domains.remote_sensing.metrics import ClassMetrics, iou_from_confusion
-from domains.remote_sensing.models import DFYP, CASWiT, LWGANetSeg, SpectralSpatialTransformer
+from domains.remote_sensing.models import BCAF, DFYP, CASWiT, LWGANetSeg, SpectralSpatialTransformer
 from domains.remote_sensing.tasks import (
     MaskedPretrainingTask,
     SceneClassificationTask,
@@ -217,6 +217,20 @@ def test_pretrained_encoder_fine_tunes_a_segmentation_task(tmp_path):
     )
     for name, value in pre.network.encoder.state_dict().items():
         assert torch.equal(seg.network.encoder.state_dict()[name], value), name
+
+
+def test_pretraining_reconstructs_bcaf_and_caswit_tiles_from_their_extra_inputs():
+    image = torch.randn(2, 3, 64, 64)
+    extras = {BCAF: {"pan": torch.randn(2, 1, 128, 128)}, CASWiT: {"context": torch.randn(2, 3, 64, 64)}}
+    for network, inputs in extras.items():
+        task = MaskedPretrainingTask(
+            network=partial(network, **SMALL_DAVIT), in_channels=3, mask_patch_size=16
+        )
+        mask = torch.zeros(2, 16, 16, dtype=torch.bool)
+        assert task(image, mask, **inputs).shape == image.shape
+        loss = task.training_step({"image": image, **inputs}, 0)
+        loss.backward()
+        assert torch.isfinite(loss) and task.network.mask_token.grad is not None
 
 
 def test_pretraining_refuses_a_network_without_masked_encoding():

@@ -108,6 +108,17 @@ def test_write_video_round_trip(shared_video: Path, tmp_path: Path) -> None:
     assert 10 * torch.log10(255**2 / mse) > 30  # PSNR in dB at crf 18
 
 
+def test_write_video_keyframe_interval(tmp_path: Path) -> None:
+    frames = torch.randint(0, 256, (12, 16, 16, 3), dtype=torch.uint8)
+    keys = probe_video(write_video(tmp_path / "k4.mp4", frames, fps=5, keyframe_interval=4)).keyframes
+    assert keys[0] == 0 and np.diff([*keys.tolist(), 12]).max() <= 4  # at most 4 frames apart
+    every = probe_video(write_video(tmp_path / "k1.mp4", frames, fps=5, keyframe_interval=1)).keyframes
+    assert every.tolist() == list(range(12))
+    with pytest.raises(InputError, match="keyframe_interval must be >= 1"):
+        write_video(tmp_path / "k0.mp4", frames, fps=5, keyframe_interval=0)
+    assert not (tmp_path / "k0.mp4").exists()
+
+
 def test_write_video_pads_odd_sides_and_refuses_bad_frames(tmp_path: Path) -> None:
     frames = torch.randint(0, 256, (3, 9, 11, 3), dtype=torch.uint8)
     index = probe_video(write_video(tmp_path / "odd.mp4", frames, fps=5))

@@ -5,6 +5,7 @@ Mask²DiT masks, FreeLong++ sampling).
 """
 
 import functools
+import math
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from domains.video.models import (
 from domains.video.models.baseline import motion_features
 from domains.video.models.dit import JointAttention, conditioning_mask, scene_attention_mask
 from domains.video.models.flow import euler_sample, noised, velocity_target
-from domains.video.models.freelong import band_filters, freelong_windows, spectral_fusion
+from domains.video.models.freelong import band_filters, freelong_windows, gaussian_low_pass, spectral_fusion
 
 TYPES = ("divided_space_time", "joint", "space_only")
 
@@ -150,6 +151,26 @@ def test_bad_input_is_named() -> None:
         net(torch.randn(2, 4, 32, 32))
     with pytest.raises(ValueError, match="multiple of patch_size"):
         net(torch.randn(1, 3, 4, 30, 30))
+
+
+def test_frame_difference_channels() -> None:
+    torch.manual_seed(0)
+    net = TimeSformerMicro(num_classes=3, num_frames=4, image_size=16, frame_difference=True)
+    assert net.patch_embed.proj.in_channels == 6
+    seen = []
+    net.patch_embed.proj.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    clip = torch.zeros(1, 3, 4, 16, 16)
+    clip[:, :, 1:] = 2.0  # a step up at frame 1, then constant
+    assert net(clip).shape == (1, 3)
+    frames = seen[0].view(1, 4, 6, 16, 16)  # (B·T, 2C, H, W): the clip, then its frame differences
+    assert torch.equal(frames[0, :, :3].amax(dim=(1, 2, 3)), torch.tensor([0.0, 2.0, 2.0, 2.0]))
+    assert torch.equal(frames[0, :, 3:].amax(dim=(1, 2, 3)), torch.tensor([0.0, 2.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match=r"\(B, 3, T, H, W\)"):
+        net(torch.zeros(1, 6, 4, 16, 16))
+    with pytest.raises(ValueError, match="image_weights"):
+        TimeSformerMicro(
+            num_classes=3, num_frames=4, image_size=16, frame_difference=True, image_weights="x.pth"
+        )
 
 
 @pytest.mark.parametrize("attention_type", TYPES)
@@ -343,6 +364,21 @@ def test_band_filters_partition_unity_and_fusion_identity() -> None:
     fused = spectral_fusion([a, b])
     # the DC component comes from the global branch only
     torch.testing.assert_close(fused.mean(dim=(1, 2, 3)), a.mean(dim=(1, 2, 3)), atol=1e-5, rtol=1e-5)
+
+
+def test_band_filters_follow_the_official_freelong_formula() -> None:
+    # aniki-ly/FreeLong@98cf95e gaussian_low_pass_filter: coordinates arange(n) * 2 / n - 1 (here -1, 0),
+    # mask exp(-(t²/d_t² + h²/d_s² + w²/d_s²) / 2); FreeLong mixes LPF·global + (1 - LPF)·local.
+    low, high = band_filters((2, 2, 2), 2)
+    expected = torch.tensor([[[math.exp(-24), math.exp(-16)], [math.exp(-16), math.exp(-8)]],
+                             [[math.exp(-16), math.exp(-8)], [math.exp(-8), 1.0]]])  # fmt: skip
+    torch.testing.assert_close(low, expected)
+    torch.testing.assert_close(high, 1 - expected)
+    # Three bands (ours [O]): cut-offs 0.25 and 0.5, the middle band between their low-passes.
+    bands = band_filters((2, 2, 2), 3)
+    torch.testing.assert_close(bands[1][0, 1, 1], torch.tensor(math.exp(-2) - math.exp(-8)))
+    torch.testing.assert_close(bands[2][0, 1, 1], torch.tensor(1 - math.exp(-2)))
+    torch.testing.assert_close(gaussian_low_pass((2, 2, 2), 0.25, 0.5)[0, 1, 1], torch.tensor(math.exp(-2)))
 
 
 def test_freelong_windows() -> None:

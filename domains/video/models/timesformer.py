@@ -195,6 +195,9 @@ class TimeSformer(VideoClassificationNetwork):
         image_weights: Path of an image-ViT checkpoint in timm layout to initialise from (see
             :func:`~domains.video.models.pretrained.load_image_vit`); the time embedding and the temporal
             layers are added.
+        frame_difference: Also feed each frame's difference from the previous one (zero for the first) as
+            ``in_channels`` more input channels: motion made explicit for models trained from scratch on
+            few clips (an addition, not in the paper; not with ``image_weights``).
     """
 
     def __init__(
@@ -218,9 +221,14 @@ class TimeSformer(VideoClassificationNetwork):
         head_drop: float = 0.5,
         pool: Literal["cls", "mean"] = "cls",
         image_weights: str | None = None,
+        frame_difference: bool = False,
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        if frame_difference and image_weights:
+            raise ValueError(
+                f"{name}: frame_difference changes the patch embedding; image_weights cannot load"
+            )
         if attention_type not in ("divided_space_time", "joint", "space_only"):
             raise ValueError(
                 f"{name}: attention_type must be divided_space_time, joint or space_only, "
@@ -244,7 +252,10 @@ class TimeSformer(VideoClassificationNetwork):
         num_patches = self.grid[0] * self.grid[1]
         default = default_heads_factory(name, num_heads, {"dim": dim}, qkv_bias=qkv_bias, attn_drop=attn_drop)
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)
+        self.in_channels = in_channels
+        self.frame_difference = bool(frame_difference)
+        embedded = 2 * in_channels if frame_difference else in_channels
+        self.patch_embed.proj = nn.Conv2d(embedded, dim, patch_size, stride=patch_size)
         prefix = 1 if pool == "cls" else 0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if pool == "cls" else None
         self.pos_embed = nn.Parameter(torch.zeros(1, prefix + num_patches, dim))
@@ -284,6 +295,9 @@ class TimeSformer(VideoClassificationNetwork):
     def forward_features(self, video: Tensor) -> Tensor:
         """The pooled, normalised clip feature ``(B, dim)``."""
         b, c, t, h, w = self._check_input(video)
+        if self.frame_difference:
+            video = torch.cat([video, torch.diff(video, dim=2, prepend=video[:, :, :1])], dim=1)
+            c = 2 * c
         frames = video.transpose(1, 2).reshape(b * t, c, h, w)
         x = self.patch_embed.proj(frames)
         grid = (x.shape[-2], x.shape[-1])
@@ -311,7 +325,7 @@ class TimeSformer(VideoClassificationNetwork):
         return self.norm(cls)[:, 0]
 
     def _check_input(self, video: Tensor) -> tuple[int, int, int, int, int]:
-        in_channels = self.patch_embed.proj.in_channels
+        in_channels = self.in_channels
         if video.ndim != 5 or video.shape[1] != in_channels:
             raise ValueError(
                 f"{type(self).__name__}: expected video of shape (B, {in_channels}, T, H, W), "
