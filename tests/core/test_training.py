@@ -250,7 +250,7 @@ def test_input_convolution_adapted_as_timm_does(channels: int) -> None:
     torch.testing.assert_close(adapt_input_channels(weight, channels), expected)
 
 
-def test_pretrained_adapts_only_the_input_convolution(tmp_path: Path, caplog) -> None:
+def test_pretrained_adapts_only_the_input_convolution(tmp_path: Path) -> None:
     """A 1-channel 3-D net starts a 4-channel one: stem adapted, head skipped, and the log says so."""
 
     def net(channels: int, classes: int) -> nn.Module:
@@ -261,8 +261,7 @@ def test_pretrained_adapts_only_the_input_convolution(tmp_path: Path, caplog) ->
     source, target = net(1, 3), net(4, 2)
     path = tmp_path / "hippocampus.pt"
     torch.save(source.state_dict(), path)
-    with caplog.at_level("INFO"):
-        report = load_pretrained(target, path)
+    report = load_pretrained(target, path)
     assert report.adapted == ["0.weight input channels 1 -> 4 (timm's rule)"]
     torch.testing.assert_close(target[0].weight, source[0].weight.repeat(1, 4, 1, 1, 1) / 4)
     assert sorted(report.loaded) == ["0.bias", "2.bias", "2.weight"]
@@ -270,7 +269,7 @@ def test_pretrained_adapts_only_the_input_convolution(tmp_path: Path, caplog) ->
     # A constant input gives the pre-trained stem's response, whatever the number of channels.
     x = torch.randn(1, 1, 5, 5, 5)
     torch.testing.assert_close(target[0](x.repeat(1, 4, 1, 1, 1)), source[0](x))
-    assert "adapted: 0.weight input channels 1 -> 4" in caplog.text
+    assert "adapted: 0.weight input channels 1 -> 4" in report.summary()  # the line that is logged
 
 
 def test_atomic_save_keeps_previous_file_on_failure(tmp_path: Path, monkeypatch) -> None:
