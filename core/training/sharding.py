@@ -145,9 +145,8 @@ class FSDP2Strategy(ModelParallelStrategy):
         """
         self.reshard()
         network = getattr(self.lightning_module, "network", None)
-        if isinstance(network, nn.Module) and torch.distributed.is_initialized():
-            for buffer in network.buffers():
-                torch.distributed.broadcast(buffer.data, src=0)
+        if isinstance(network, nn.Module):
+            _rank0_buffers(network)
         return super().lightning_module_state_dict()
 
     def optimizer_state(self, optimizer: Any) -> dict[str, Any]:
@@ -330,7 +329,12 @@ def _broadcast_buffers(module: nn.Module, args: Any) -> None:
     FSDP2 shards parameters only: BatchNorm's running statistics would otherwise drift apart per rank, and
     the checkpoint would hold one rank's.
     """
-    if module.training and torch.distributed.is_initialized():
+    if module.training:
+        _rank0_buffers(module)
+
+
+def _rank0_buffers(module: nn.Module) -> None:
+    if torch.distributed.is_initialized():
         for buffer in module.buffers():
             torch.distributed.broadcast(buffer.data, src=0)
 
