@@ -28,7 +28,12 @@ from core.training import AtomicCheckpointIO, BaseTask, PredictionWriter, TaskCh
 from core.training.base_task import foreign_checkpoint_message, qualified_name
 from core.training.checkpoint import check_checkpoint_file
 from core.training.prediction import check_output_dir
-from core.training.sharding import checkpoint_metadata, consolidate_checkpoint, is_sharded_checkpoint
+from core.training.sharding import (
+    checkpoint_metadata,
+    consolidate_checkpoint,
+    is_checkpoint,
+    is_sharded_checkpoint,
+)
 from core.utils.errors import InputError, InputFileNotFoundError
 
 __all__ = ["AttnLabCLI", "link_targets", "run_trainer_command"]
@@ -101,7 +106,7 @@ class AttnLabCLI(LightningCLI):
         """
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if path and (Path(path).is_file() or is_sharded_checkpoint(path)):
+        if path and is_checkpoint(path):
             check_checkpoint_file(Path(path))
             written_by = checkpoint_metadata(path, weights_only=True).get("attnlab_task")
             class_path = self.config[subcommand].get("model", {}).get("class_path")
@@ -223,7 +228,7 @@ def last_checkpoint(dirpath: Path, required: bool) -> str | None:
         InputFileNotFoundError: If ``required`` and there is no ``last.ckpt``.
     """
     last = dirpath / "last.ckpt"
-    if last.is_file() or is_sharded_checkpoint(last):
+    if is_checkpoint(last):
         return str(last)
     if required:
         raise InputFileNotFoundError(

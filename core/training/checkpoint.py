@@ -17,7 +17,12 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from core.training.sharding import checkpoint_metadata, is_sharded_checkpoint, recover_checkpoints
+from core.training.sharding import (
+    checkpoint_metadata,
+    is_checkpoint,
+    is_sharded_checkpoint,
+    recover_checkpoints,
+)
 from core.utils.errors import InputError
 
 __all__ = [
@@ -189,7 +194,7 @@ def best_checkpoint(dirpath: Path) -> Path:
         FileNotFoundError: If there is no ``last.ckpt`` or the best checkpoint it names is gone.
     """
     last = Path(dirpath) / "last.ckpt"
-    if not (last.is_file() or is_sharded_checkpoint(last)):
+    if not is_checkpoint(last):
         raise FileNotFoundError(
             f"--ckpt_path best: no {last}. Train first (attnlab fit with the same config) "
             "or pass a checkpoint path."
@@ -199,7 +204,7 @@ def best_checkpoint(dirpath: Path) -> Path:
     best = [Path(b) for b in best if b]
     if not best:
         return last
-    if not (best[0].is_file() or is_sharded_checkpoint(best[0])):
+    if not is_checkpoint(best[0]):
         raise FileNotFoundError(
             f"--ckpt_path best: {last} names {best[0]} as the best checkpoint, but it is gone"
         )

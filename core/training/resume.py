@@ -95,13 +95,14 @@ class ResumeState(Callback):
     ) -> None:
         """Add the random states; at an epoch end, the plateau schedulers after the epoch's step."""
         states = _rng_states()
+        at_epoch_end = _at_epoch_end(trainer)
         checkpoint["rng_states"] = states
-        checkpoint["rng_at_epoch_end"] = _at_epoch_end(trainer)
+        checkpoint["rng_at_epoch_end"] = at_epoch_end
         if torch.distributed.is_available() and torch.distributed.is_initialized() and trainer.world_size > 1:
             gathered: list[Any] = [None] * trainer.world_size
             torch.distributed.all_gather_object(gathered, states)
             checkpoint["rng_states_per_rank"] = gathered
-        if _at_epoch_end(trainer) and self._stepped_epoch != trainer.current_epoch:
+        if at_epoch_end and self._stepped_epoch != trainer.current_epoch:
             _write_stepped_plateau_schedulers(trainer, checkpoint)
 
     def on_load_checkpoint(

@@ -20,9 +20,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
-from lightning.fabric.utilities.load import _load_distributed_checkpoint
+from lightning.fabric.utilities.load import _METADATA_FILENAME, _load_distributed_checkpoint
 from lightning.pytorch.strategies import ModelParallelStrategy, StrategyRegistry
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
@@ -32,12 +31,11 @@ from core.utils.errors import InputError
 __all__ = [
     "FSDP2Strategy",
     "consolidate_checkpoint",
+    "is_checkpoint",
     "is_sharded_checkpoint",
     "shard_network",
     "sharding_units",
 ]
-
-_METADATA = "meta.pt"
 
 
 class FSDP2Strategy(ModelParallelStrategy):
@@ -297,6 +295,11 @@ def is_sharded_checkpoint(path: str | Path) -> bool:
     return path.is_dir() and (path / ".metadata").is_file()
 
 
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a checkpoint file or a sharded checkpoint folder."""
+    return Path(path).is_file() or is_sharded_checkpoint(path)
+
+
 def consolidate_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a sharded checkpoint folder into the one-file checkpoint Lightning loads on any strategy.
 
@@ -319,7 +322,7 @@ def checkpoint_metadata(path: str | Path, weights_only: bool = False) -> dict[st
     """A checkpoint's non-tensor entries (callbacks, loops, hyper-parameters); file or sharded folder."""
     path = Path(path)
     if path.is_dir():
-        return torch.load(path / _METADATA, map_location="cpu", weights_only=weights_only)
+        return torch.load(path / _METADATA_FILENAME, map_location="cpu", weights_only=weights_only)
     return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
 
 
@@ -362,9 +365,3 @@ def _outer_lists(module: nn.Module, out: list[nn.Module]) -> None:
             out.extend(m for m in child if any(p.numel() for p in m.parameters()))
         else:
             _outer_lists(child, out)
-
-
-def trainer_shards(trainer: "pl.Trainer | None") -> FSDP2Strategy | None:
-    """The trainer's :class:`FSDP2Strategy`, or None."""
-    strategy = getattr(trainer, "strategy", None)
-    return strategy if isinstance(strategy, FSDP2Strategy) else None
