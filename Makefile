@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnlab-installed
 EXTRAS ?= finance,recsys,medical,speech,speech-quality,remote-sensing,video,dev,docs
 SIM_DIR := data/finance/sim
-PYTEST_ARGS ?= -n 2 --dist loadgroup
+PYTEST_ARGS ?= -n 2 --dist loadgroup --durations=20
 
 .PHONY: demo demo-finance demo-medical demo-recsys demo-speech demo-video demo-remote-sensing test lint docs docs-serve format bench lock clean-demo help
 

@@ -7,6 +7,7 @@ Lightning's cluster environments).
 """
 
 import atexit
+import copy
 import difflib
 import shutil
 import sys
@@ -94,26 +95,45 @@ class AttnLabCLI(LightningCLI):
                 apply_on="instantiate",
             )
 
-    def _parse_ckpt_path(self) -> None:
-        """Check a given checkpoint file before LightningCLI reads its hyper-parameters into the config.
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse as LightningCLI does, keeping the command line for :meth:`_parse_ckpt_path`."""
+        self._command_line = list(sys.argv[1:] if args is None else args)
+        super().parse_arguments(parser, args)
 
-        LightningCLI loads the file here, first of all: a text file or a truncated copy would fail inside
-        ``torch.load`` with advice to disable ``weights_only`` (bad advice for a file one does not trust),
-        and another task's hyper-parameters would be merged into this task's options.
+    def _parse_ckpt_path(self) -> None:
+        """Read a checkpoint file's hyper-parameters into the config; the command line still wins.
+
+        LightningCLI merges the hyper-parameters saved in an explicit ``--ckpt_path file.ckpt`` over every
+        option, so ``attnlab test --ckpt_path f.ckpt --model.tta=true`` silently tested without TTA.
+        Options given as ``--model…`` on the command line are put back after the merge; the checkpoint
+        still overrides the config files and defaults, which describe the run that wrote it. The file is
+        checked first: a text file or a truncated copy would fail inside ``torch.load`` with advice to
+        disable ``weights_only`` (bad advice for a file one does not trust), and another task's
+        hyper-parameters would be merged into this task's options.
 
         Raises:
             InputError: Naming the file, when it is no checkpoint or another task wrote it.
         """
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if path and is_checkpoint(path):
-            check_checkpoint_file(Path(path))
-            written_by = checkpoint_metadata(path, weights_only=True).get("attnlab_task")
-            class_path = self.config[subcommand].get("model", {}).get("class_path")
-            task = qualified_name(class_path) if class_path else None
-            if written_by and task and written_by != task:
-                raise InputError(f"{path}: {foreign_checkpoint_message(written_by, task)}")
+        if not path or not is_checkpoint(path):
+            return
+        check_checkpoint_file(Path(path))
+        written_by = checkpoint_metadata(path, weights_only=True).get("attnlab_task")
+        class_path = self.config[subcommand].get("model", {}).get("class_path")
+        task = qualified_name(class_path) if class_path else None
+        if written_by and task and written_by != task:
+            raise InputError(f"{path}: {foreign_checkpoint_message(written_by, task)}")
+        given = model_options_given(getattr(self, "_command_line", []))
+        before = copy.deepcopy(self.config[subcommand].get("model"))
         super()._parse_ckpt_path()
+        if before is None or not given:
+            return
+        if () in given:  # --model=<Task or yaml>: the command line chose the whole task
+            self.config[subcommand]["model"] = before
+            return
+        for option in given:
+            restore_option(before, self.config[subcommand]["model"], option)
 
     def before_instantiate_classes(self) -> None:
         """Resolve ``--ckpt_path best`` and take hand-set linked values aside for the data check."""
@@ -204,6 +224,46 @@ class AttnLabCLI(LightningCLI):
             print(f"\nbest {callback.monitor} = {value}: {callback.best_model_path}")
         if callback.last_model_path:
             print(f"last checkpoint (resume with --ckpt_path last): {callback.last_model_path}")
+
+
+def model_options_given(argv: Sequence[str]) -> set[tuple[str, ...]]:
+    """The ``--model…`` options of a command line, as paths without ``init_args``.
+
+    ``--model.network.init_args.hidden_dim=32`` and ``--model.network.hidden_dim 32`` both give
+    ``("network", "hidden_dim")``; ``--model=Task`` gives ``()``.
+    """
+    given = set()
+    for token in argv:
+        key = token.split("=", 1)[0]
+        if key == "--model" or key.startswith("--model."):
+            parts = key[2:].split(".")[1:]
+            given.add(tuple(p for p in parts if p not in ("init_args", "dict_kwargs")))
+    return given
+
+
+def restore_option(source: Any, target: Any, option: tuple[str, ...]) -> None:
+    """Copy one option (a path from :func:`model_options_given`) from ``source`` into ``target``.
+
+    Both are a task's config namespaces; a subclass value (``class_path`` + ``init_args``) is entered through
+    its ``init_args``. A path that ``source`` lacks, or whose parent ``target`` lacks, is left alone.
+    """
+    for name in option[:-1]:
+        source, target = _enter(source, name), _enter(target, name)
+        if source is None or target is None:
+            return
+    name = option[-1]
+    if name != "class_path" and "init_args" in source and "init_args" in target:
+        source, target = source["init_args"], target["init_args"]
+    if name in source:
+        target[name] = copy.deepcopy(source[name])
+
+
+def _enter(namespace: Any, name: str) -> Any:
+    if not hasattr(namespace, "__contains__"):
+        return None
+    if name not in namespace and "init_args" in namespace:
+        namespace = namespace["init_args"]
+    return namespace[name] if hasattr(namespace, "__contains__") and name in namespace else None
 
 
 def _normalise(value: Any) -> Any:

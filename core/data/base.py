@@ -11,6 +11,10 @@ A domain's datamodule subclasses :class:`BaseDataModule` and writes only what is
 * the class attribute :attr:`BaseDataModule.links` declares which of its attributes the CLI copies into
   which task arguments (data-derived sizes such as ``num_classes``).
 
+Training under DDP: each process takes its share of the epoch's seeded order
+(:class:`~core.data.sampling.EpochRandomSampler`), so a run resumed in the middle of an epoch skips exactly
+the batches every process had trained on.
+
 Evaluation under DDP: Lightning's default ``DistributedSampler`` pads the validation, test and prediction
 sets to a multiple of the world size, which scores some samples twice. The loaders here give every sample
 to exactly one process instead (:class:`UnrepeatedDistributedSampler`); the tasks' metrics are sums
@@ -183,21 +187,16 @@ class BaseDataModule(pl.LightningDataModule):
             dataset = SeededDataset(dataset, type(self).sample_reseed)  # type: ignore[arg-type]
         options: dict[str, Any] = {
             "batch_size": self.batch_size if train else self.eval_batch_size,
-            # Under DDP Lightning replaces a shuffling loader's sampler with its DistributedSampler, whose
-            # order is a function of the seed and the epoch as well.
-            "shuffle": train and sampler is None,
+            "shuffle": False,  # the training sampler shuffles
             "sampler": sampler,
             "num_workers": self.num_workers,
             "persistent_workers": self.num_workers > 0,
             "pin_memory": self.pin_memory,
         }
         if isinstance(sampler, EpochRandomSampler):
+            # The loader draws its worker seed at every epoch; from the global random state (dropout's) a
+            # resumed run, which restores that state after its loader has started, would draw other ones.
             options["generator"] = sampler.generator
-        elif train:
-            # Lightning's DistributedSampler shuffles; the loader still draws its worker seed at every epoch,
-            # which must not come from the global random state (dropout's): a resumed run restores that state
-            # after its loader has started, and would then draw other dropout masks than the original run.
-            options["generator"] = torch.Generator().manual_seed(self._shuffle_seed())
         options.update(self.loader_options(split))
         return self.loader_class(dataset, **options)
 
@@ -236,14 +235,12 @@ class BaseDataModule(pl.LightningDataModule):
             # Lightning warns that a plain DataLoader resumes from the start of the epoch; this one does not.
             warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
 
-    def _training_sampler(self, dataset: Dataset) -> EpochRandomSampler | None:
-        """The seeded training sampler of one process; None under DDP (Lightning's sampler shuffles).
+    def _training_sampler(self, dataset: Dataset) -> EpochRandomSampler:
+        """The seeded training sampler of this process (its share of the epoch under DDP).
 
         When the trainer resumes in the middle of an epoch, the sampler skips the samples of the batches
         that epoch had already trained on, so the rest of the epoch sees what the uninterrupted run saw.
         """
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return None
         seeded = type(self).sample_reseed is not None
         sampler = EpochRandomSampler(len(dataset), self._shuffle_seed(), with_seeds=seeded)  # type: ignore[arg-type]
         self.skip_trained_batches(sampler)

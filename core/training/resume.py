@@ -45,7 +45,8 @@ class ResumeState(Callback):
         self._rng_states: dict[str, Any] | None = None
         self._rng_at_epoch_end = False
         self._stepped_epoch: int | None = None
-        self._previous_usr1: Any = None
+        self._signalled = False
+        self._previous_handlers: dict[int, Any] = {}
 
     @property
     def state_key(self) -> str:
@@ -54,25 +55,47 @@ class ResumeState(Callback):
 
     # ------------------------------------------------------------------ signals
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        """Treat SIGUSR1 as SIGTERM (unless a handler is set, e.g. Lightning's SLURM auto-requeue).
+        """Take SIGTERM, and SIGUSR1 unless a handler is set (Lightning's SLURM auto-requeue), for training.
 
-        Installed after Lightning's own handlers, so that Lightning's teardown, which puts back the handlers
-        it found, does not keep this one, bound to a finished trainer.
+        Lightning's SIGTERM handler broadcasts from rank 0 inside the handler: when only rank 0 is signalled
+        (``kill`` of one PID, a node's scheduler) that broadcast pairs with another collective of the other
+        ranks and the job hangs. This handler only records the signal; :meth:`on_train_batch_end` agrees on
+        it across ranks. Installed after Lightning's own handlers and put back at the end, so Lightning's
+        teardown, which restores the handlers it found, does not keep one bound to a finished trainer.
         """
         if threading.current_thread() is not threading.main_thread():
             return
+        self._signalled = False
+        handled = [signal.SIGTERM]
         if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
-            self._previous_usr1 = signal.signal(signal.SIGUSR1, self._stop_handler(trainer))
+            handled.append(signal.SIGUSR1)
+        for signum in handled:
+            self._previous_handlers[signum] = signal.signal(signum, self._record_signal)
+
+    def on_train_batch_end(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Stop every rank after this batch when any rank was signalled (Lightning raises at the batch end).
+
+        All ranks end the same batches, so this one-number all-reduce pairs up wherever the signal landed.
+        """
+        stop = self._signalled
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and trainer.world_size > 1:
+            flag = torch.tensor([int(stop)], device=trainer.strategy.root_device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if stop:
+            trainer._signal_connector.received_sigterm = True
 
     def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        """Give SIGUSR1 its previous handler back."""
-        self._restore_usr1()
+        """Give the signals their previous handlers back."""
+        self._restore_handlers()
 
     def on_exception(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException
     ) -> None:
         """Save ``last.ckpt`` when a signal stopped the run (Lightning raises at the end of a batch)."""
-        self._restore_usr1()
+        self._restore_handlers()
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
             return
         path = self._last_path(trainer)
@@ -145,19 +168,15 @@ class ResumeState(Callback):
             self._stepped_epoch = trainer.current_epoch
 
     # ------------------------------------------------------------------ helpers
-    def _stop_handler(self, trainer: "pl.Trainer") -> Any:
-        def handler(signum: int, frame: Any) -> None:
-            # Only the flag: Lightning broadcasts rank 0's flag at every training step, so every process
-            # stops after the same batch. (Its SIGTERM handler also broadcasts from inside the handler,
-            # which pairs with no other process when only rank 0 is signalled.)
-            trainer._signal_connector.received_sigterm = True
+    def _record_signal(self, signum: int, frame: Any) -> None:
+        self._signalled = True
 
-        return handler
-
-    def _restore_usr1(self) -> None:
-        if self._previous_usr1 is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGUSR1, self._previous_usr1)
-            self._previous_usr1 = None
+    def _restore_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous_handlers = {}
 
     @staticmethod
     def _last_path(trainer: "pl.Trainer") -> Path | None:

@@ -109,7 +109,7 @@ class SpeechDataModule(BaseDataModule):
         """Training: the epoch sampler; evaluation: padding collate with ``lengths`` and ids."""
         if split == "train":
             sampler = EpochSampler(len(self.dataset("train")), seed=self.seed)  # type: ignore[arg-type]
-            # Under DDP Lightning wraps this sampler and forwards set_epoch to it.
+            # Under DDP it gives this process its share of the epoch; Lightning keeps it and calls set_epoch.
             self.skip_trained_batches(sampler)
             return {
                 "sampler": sampler,
@@ -137,7 +137,8 @@ class SeparationDataModule(SpeechDataModule):
         val_split: ``auto`` (``dev`` / ``cv`` / none), a name, or None.
         test_split: ``auto`` (``test`` / ``tt`` / ``.``), a name, or None.
         mixture: The mixture folder (default ``mix_clean`` for LibriMix, ``mix`` for WHAM!).
-        **kwargs: See :class:`SpeechDataModule`.
+
+    The other arguments are those of :class:`SpeechDataModule`.
     """
 
     def __init__(
@@ -246,7 +247,8 @@ class DynamicMixingDataModule(SpeechDataModule):
         fill: Continue a source shorter than the segment with further utterances of its speaker (pauses of
             up to ``max_gap_seconds``), for near-full overlap; see :mod:`domains.speech.mixing`.
         max_gap_seconds: Longest pause between those utterances.
-        **kwargs: See :class:`SpeechDataModule`.
+
+    The other arguments are those of :class:`SpeechDataModule`.
     """
 
     def __init__(

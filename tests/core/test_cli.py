@@ -4,6 +4,7 @@ Domain-independent behaviour runs on the template domain (``installed_template``
 outside package registers one.
 """
 
+import copy
 import os
 import signal
 import subprocess
@@ -140,6 +141,38 @@ def test_last_checkpoint_follows_every_epoch(installed_template: Path, tmp_path:
     main(["fit", *args, "--optimizer.lr=0.0"])  # lr 0: the metric never improves after epoch 0
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 2 and last["global_step"] == 3 * 5
+
+
+def test_command_line_wins_over_an_explicit_checkpoint(installed_template: Path, tmp_path: Path) -> None:
+    """``--ckpt_path file.ckpt`` takes the run's options from the file, but never over the command line."""
+    args = _template_args(installed_template, tmp_path, "--trainer.max_epochs=1")
+    main(["fit", *args, "--model.network.hidden_dim=8"])
+    ckpt = f"--ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}"
+    # The config says 16: the checkpoint's 8 replaces it, so the weights load.
+    assert main(["test", *args, ckpt]).model.hparams.network["init_args"]["hidden_dim"] == 8
+    tested = main(["test", *args, ckpt, "--model.network.init_args.hidden_dim=8"])
+    assert tested.model.network.body[0].out_features == 8
+    # An explicit option is what the user gets, here a width the checkpoint's weights do not fit.
+    with pytest.raises(RuntimeError, match=r"size mismatch for network\.body\.0\.weight"):
+        main(["test", *args, ckpt, "--model.network.hidden_dim=24"])
+
+
+def test_model_options_given_and_restored() -> None:
+    from jsonargparse import Namespace
+
+    from core.cli.lightning import model_options_given, restore_option
+
+    argv = ["--model.network.init_args.hidden_dim=32", "--model.tta", "true", "--data.fold=1", "--model=X"]
+    assert model_options_given(argv) == {("network", "hidden_dim"), ("tta",), ()}
+    net = {"class_path": "MLP", "init_args": Namespace(hidden_dim=32, depth=2)}
+    source = Namespace(class_path="T", init_args=Namespace(tta=True, network=Namespace(**net)))
+    target = copy.deepcopy(source)
+    target.init_args.tta, target.init_args.network.init_args.hidden_dim = False, 8
+    target.init_args.network.init_args.depth = 3
+    for option in (("tta",), ("network", "hidden_dim"), ("missing", "x")):
+        restore_option(source, target, option)
+    assert target.init_args.tta is True and target.init_args.network.init_args.hidden_dim == 32
+    assert target.init_args.network.init_args.depth == 3  # not given: the checkpoint's value stays
 
 
 @pytest.mark.slow

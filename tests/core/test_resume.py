@@ -35,6 +35,19 @@ def test_sampler_order_depends_on_seed_and_epoch_only() -> None:
         b.skip(51)
 
 
+def test_processes_share_the_epoch_order_and_skip_their_own_part() -> None:
+    """Under DDP rank r takes indices r, r+W, ... of the epoch's order, padded by its head (11 -> 12)."""
+    order = list(EpochRandomSampler(11, seed=5))
+    ranks = [EpochRandomSampler(11, seed=5, num_replicas=3, rank=r) for r in range(3)]
+    padded = order + order[:1]
+    assert [list(s) for s in ranks] == [padded[r::3] for r in range(3)]
+    assert [len(s) for s in ranks] == [4, 4, 4]
+    ranks[1].skip(3)  # 3 batches of 1 trained on this rank before the stop
+    assert list(ranks[1]) == padded[1::3][3:]
+    with pytest.raises(ValueError, match="cannot skip 5 of 4"):
+        ranks[0].skip(5)
+
+
 def _fit(root: Path, config: Path, *extra: str, monitor: str = "val_loss") -> None:
     plateau = {**PLATEAU, "init_args": {**PLATEAU["init_args"], "monitor": monitor}}
     main(

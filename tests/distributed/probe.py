@@ -91,6 +91,25 @@ class SignalEveryRank(Callback):
             os.kill(os.getpid(), self.signum)
 
 
+class SignalOneRank(SignalEveryRank):
+    """Send ``signum`` to the process of global rank ``rank`` only, as ``kill`` of one PID would.
+
+    Args:
+        at_step: Global step after which the signal is sent.
+        signum: Signal number.
+        rank: The global rank that receives it.
+    """
+
+    def __init__(self, at_step: int, signum: int = int(signal.SIGTERM), rank: int = 0) -> None:
+        super().__init__(at_step, signum)
+        self.rank = rank
+
+    def on_train_batch_end(self, trainer: "pl.Trainer", *args: object) -> None:
+        """Signal once, on the chosen rank only."""
+        if trainer.global_rank == self.rank:
+            super().on_train_batch_end(trainer, *args)
+
+
 class OutputDtypes(Callback):
     """Record the output dtypes of every module that holds parameters, during training steps.
 

@@ -5,17 +5,19 @@ environment, end with the same weights, and report the validation metrics one pr
 same checkpoint (every validation sample goes to exactly one rank: :mod:`core.data.base`).
 """
 
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 
-from core.cli import main
+from core.cli import EXIT_PREEMPTED, main
 from tests.distributed.probe import digest
 from tests.distributed.processes import (
     BIN,
     FINANCE,
     REPO,
+    callback,
     clean_environment,
     free_port,
     probe,
@@ -106,3 +108,40 @@ def test_two_nodes_through_torchrun(tmp_path: Path) -> None:
     # c10d rendezvous numbers the nodes in the order they join: which process is node 0 is not fixed.
     _check_ranks(found, "TorchElasticEnvironment")
     assert found[0]["global_step"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ddp")
+def test_sigterm_to_rank_0_only_stops_both_nodes_and_the_resumed_run_is_exact(tmp_path: Path) -> None:
+    """``kill -TERM`` of node 0's process alone: both stop after the same batch, save and exit 75.
+
+    Resumed, the two nodes end with the weights of a run never stopped.
+    """
+    port = str(free_port())
+    envs = [
+        clean_environment(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(rank), WORLD_SIZE="2")
+        for rank in (0, 1)
+    ]
+
+    def command(root: Path, *extra: str) -> list[str]:
+        args = [str(BIN / "attnlab"), *NODE_ARGS, f"--trainer.default_root_dir={root}"]
+        return [*args, "--trainer.max_epochs=2", "--trainer.limit_train_batches=4", *extra]
+
+    straight = command(tmp_path / "straight", probe(tmp_path / "straight-probe"))
+    statuses, logs = run_together([straight, straight], envs, tmp_path / "logs-straight")
+    assert statuses == [0, 0], tails(logs)
+    expected = records(tmp_path / "straight-probe", 2)
+
+    root = tmp_path / "stopped"
+    stop = callback("tests.distributed.probe.SignalOneRank", at_step=3, signum=int(signal.SIGTERM), rank=0)
+    first = command(root, probe(tmp_path / "first"), stop)
+    statuses, logs = run_together([first, first], envs, tmp_path / "logs-first")
+    assert statuses == [EXIT_PREEMPTED] * 2, tails(logs)
+    assert torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+
+    again = command(root, probe(tmp_path / "again"), "--ckpt_path=last")
+    statuses, logs = run_together([again, again], envs, tmp_path / "logs-again")
+    assert statuses == [0, 0], tails(logs)
+    found = records(tmp_path / "again", 2)
+    assert [r["global_step"] for r in found] == [8, 8] == [r["global_step"] for r in expected]
+    assert {r["weights_sha1"] for r in found} == {expected[0]["weights_sha1"]}
