@@ -24,8 +24,9 @@ class CompileNetwork(Callback):
             (graph capture only: checks that a network compiles, in seconds).
         dynamic: Shapes that vary between batches: True compiles them symbolically, None lets PyTorch decide.
         fullgraph: Fail on a graph break instead of falling back to Python for that part.
-        methods: Methods of the network to compile; recsys networks are called through ``encode`` and
-            ``scores`` as well as ``forward``.
+        methods: Methods of the network to compile. None: ``forward`` and the methods the network's
+            ``entry_methods`` class attribute names (those a task calls instead of ``forward``, e.g.
+            recsys's ``encode``, ``user_vector`` and ``scores``).
     """
 
     def __init__(
@@ -34,12 +35,12 @@ class CompileNetwork(Callback):
         backend: Literal["inductor", "eager", "aot_eager"] = "inductor",
         dynamic: bool | None = None,
         fullgraph: bool = False,
-        methods: Sequence[str] = ("forward",),
+        methods: Sequence[str] | None = None,
     ) -> None:
         self.options = {"dynamic": dynamic, "fullgraph": fullgraph, "backend": backend}
         if backend == "inductor":
             self.options["mode"] = mode
-        self.methods = tuple(methods)
+        self.methods = None if methods is None else tuple(methods)
         self._done = False
 
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
@@ -53,7 +54,8 @@ class CompileNetwork(Callback):
         network = getattr(pl_module, "network", None)
         if not isinstance(network, torch.nn.Module):
             raise ValueError(f"CompileNetwork: {type(pl_module).__name__} has no `network` module to compile")
-        for name in self.methods:
+        methods = self.methods or ("forward", *getattr(network, "entry_methods", ()))
+        for name in methods:
             if not callable(getattr(network, name, None)):
                 raise ValueError(f"CompileNetwork: {type(network).__name__} has no method {name!r}")
             if name == "forward":

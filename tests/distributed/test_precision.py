@@ -1,9 +1,9 @@
-"""bf16 mixed precision for one batch of every flagship's smoke config, and ``torch.compile`` on CPU.
+"""bf16 mixed precision and ``torch.compile`` for one batch of every flagship's smoke config, on CPU.
 
 Lightning's ``--trainer.precision=bf16-mixed`` runs the steps under CPU autocast; the check is that the
-layers really computed in bfloat16 and the loss stayed finite. attnlab has no option to compile a task's
-network yet (see docs/distributed.md): the compile test compiles the finance network as such an option
-would (``nn.Module.compile``, which keeps the parameter names of checkpoints) and checks it against eager.
+layers really computed in bfloat16 and the loss stayed finite. ``CompileNetwork`` compiles each flagship's
+network (dynamo's graph capture with the ``eager`` backend: what fails to trace fails here, in seconds);
+TLOB is also compiled with inductor and checked against eager.
 """
 
 import math
@@ -44,6 +44,34 @@ def test_bf16_mixed_one_batch(name: str, tmp_path: Path, monkeypatch: pytest.Mon
     (probe,) = [c for c in trainer.callbacks if type(c).__name__ == "OutputDtypes"]
     assert "bfloat16" in probe.dtypes, f"{name}: no layer computed in bfloat16 ({probe.dtypes})"
     loss = trainer.callback_metrics.get("train_loss")
+    assert loss is not None and math.isfinite(float(loss)), f"{name}: train_loss {loss}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FLAGSHIPS)
+def test_compiled_network_one_batch(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--trainer.callbacks+=CompileNetwork``: dynamo captures the network's graphs and the step trains."""
+    from torch._dynamo.utils import counters
+
+    if name not in {entry_point.name for entry_point in domain_entry_points()}:
+        pytest.skip(f"the {name} domain is not registered")
+    domain = load_domain(name)
+    monkeypatch.chdir(REPO)
+    torch._dynamo.reset()
+    counters.clear()
+    compile_option = '{"class_path": "CompileNetwork", "init_args": {"backend": "eager"}}'
+    cli = run(
+        domain,
+        tmp_path / "run",
+        "fit",
+        "--trainer.fast_dev_run=1",
+        "--trainer.accelerator=cpu",
+        f"--trainer.callbacks+={compile_option}",
+    )
+    assert cli.trainer.global_step == 1
+    assert cli.model.network._compiled_call_impl is not None
+    assert counters["stats"]["unique_graphs"] > 0, f"{name}: dynamo captured no graph"
+    loss = cli.trainer.callback_metrics.get("train_loss")
     assert loss is not None and math.isfinite(float(loss)), f"{name}: train_loss {loss}"
 
 
