@@ -9,6 +9,7 @@ TLOB is also compiled with inductor and checked against eager.
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,30 +22,30 @@ FLAGSHIPS = ("finance", "recsys", "medical", "speech", "remote_sensing", "video"
 DTYPES = "tests.distributed.probe.OutputDtypes"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", FLAGSHIPS)
-def test_bf16_mixed_one_batch(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _one_batch(name: str, root: Path, monkeypatch: pytest.MonkeyPatch, *options: str) -> Any:
+    """Train one batch of the flagship ``name``'s smoke config on CPU with ``options``; return the CLI."""
     if name not in {entry_point.name for entry_point in domain_entry_points()}:
         pytest.skip(f"the {name} domain is not registered")
     domain = load_domain(name)
     if not domain.smoke_config.is_file():
         pytest.skip(f"the {name} domain has no smoke config {domain.smoke_config}")
     monkeypatch.chdir(REPO)
-    cli = run(
-        domain,
-        tmp_path / "run",
-        "fit",
-        "--trainer.precision=bf16-mixed",
-        "--trainer.fast_dev_run=1",
-        "--trainer.accelerator=cpu",
-        f"--trainer.callbacks+={DTYPES}",
-    )
-    trainer = cli.trainer
-    assert trainer.precision == "bf16-mixed" and trainer.global_step == 1
-    (probe,) = [c for c in trainer.callbacks if type(c).__name__ == "OutputDtypes"]
-    assert "bfloat16" in probe.dtypes, f"{name}: no layer computed in bfloat16 ({probe.dtypes})"
-    loss = trainer.callback_metrics.get("train_loss")
+    cli = run(domain, root, "fit", "--trainer.fast_dev_run=1", "--trainer.accelerator=cpu", *options)
+    assert cli.trainer.global_step == 1
+    loss = cli.trainer.callback_metrics.get("train_loss")
     assert loss is not None and math.isfinite(float(loss)), f"{name}: train_loss {loss}"
+    return cli
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FLAGSHIPS)
+def test_bf16_mixed_one_batch(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = _one_batch(
+        name, tmp_path, monkeypatch, "--trainer.precision=bf16-mixed", f"--trainer.callbacks+={DTYPES}"
+    )
+    assert cli.trainer.precision == "bf16-mixed"
+    (probe,) = [c for c in cli.trainer.callbacks if type(c).__name__ == "OutputDtypes"]
+    assert "bfloat16" in probe.dtypes, f"{name}: no layer computed in bfloat16 ({probe.dtypes})"
 
 
 @pytest.mark.slow
@@ -53,26 +54,12 @@ def test_compiled_network_one_batch(name: str, tmp_path: Path, monkeypatch: pyte
     """``--trainer.callbacks+=CompileNetwork``: dynamo captures the network's graphs and the step trains."""
     from torch._dynamo.utils import counters
 
-    if name not in {entry_point.name for entry_point in domain_entry_points()}:
-        pytest.skip(f"the {name} domain is not registered")
-    domain = load_domain(name)
-    monkeypatch.chdir(REPO)
     torch._dynamo.reset()
     counters.clear()
     compile_option = '{"class_path": "CompileNetwork", "init_args": {"backend": "eager"}}'
-    cli = run(
-        domain,
-        tmp_path / "run",
-        "fit",
-        "--trainer.fast_dev_run=1",
-        "--trainer.accelerator=cpu",
-        f"--trainer.callbacks+={compile_option}",
-    )
-    assert cli.trainer.global_step == 1
+    cli = _one_batch(name, tmp_path, monkeypatch, f"--trainer.callbacks+={compile_option}")
     assert cli.model.network._compiled_call_impl is not None
     assert counters["stats"]["unique_graphs"] > 0, f"{name}: dynamo captured no graph"
-    loss = cli.trainer.callback_metrics.get("train_loss")
-    assert loss is not None and math.isfinite(float(loss)), f"{name}: train_loss {loss}"
 
 
 def _c_compiler() -> str | None:
