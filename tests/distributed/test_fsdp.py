@@ -50,17 +50,26 @@ def _assert_same_weights(got: dict, want: dict, atol: float) -> None:
         torch.testing.assert_close(got[name], tensor, atol=atol, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
 
 
+@pytest.fixture(scope="module")
+def recsys_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """Two epochs of the recsys smoke run under DDP and under FSDP2 (shared by this module's tests)."""
+    root = tmp_path_factory.mktemp("recsys")
+    epochs = "--trainer.max_epochs=2"
+    _fit(root / "ddp", RECSYS, "ddp", epochs)
+    done = _fit(root / "fsdp", RECSYS, "fsdp2", epochs)
+    return root / "ddp", root / "fsdp", done.stdout + done.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("ddp")
 def test_fsdp2_trains_resumes_and_consolidates_like_ddp(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    recsys_runs: tuple[Path, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Recsys SASRec (its task reads the item table outside forward): DDP = FSDP2 = FSDP2 + recomputation."""
-    ddp, fsdp, recompute = tmp_path / "ddp", tmp_path / "fsdp", tmp_path / "fsdp_ac"
+    ddp, fsdp, output = recsys_runs
+    recompute = tmp_path / "fsdp_ac"
     epochs = "--trainer.max_epochs=2"
-    _fit(ddp, RECSYS, "ddp", epochs)
-    done = _fit(fsdp, RECSYS, "fsdp2", epochs)
-    assert "sharded SASRec over 2 processes in 1 units (SASRecBlock)" in done.stdout + done.stderr
+    assert "sharded SASRec over 2 processes in 1 units (SASRecBlock)" in output
     _fit(
         recompute,
         RECSYS,
@@ -110,13 +119,13 @@ def test_fsdp2_trains_resumes_and_consolidates_like_ddp(
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ddp")
-def test_ddp_refuses_to_resume_a_sharded_checkpoint(tmp_path: Path, run_attnlab) -> None:
+def test_ddp_refuses_to_resume_a_sharded_checkpoint(
+    recsys_runs: tuple[Path, Path, str], tmp_path: Path, run_attnlab
+) -> None:
     """Its optimizer state is keyed by parameter name: DDP cannot resume it, and says what to do instead."""
-    root = tmp_path / "fsdp"
-    _fit(root, RECSYS, "fsdp2", "--trainer.max_epochs=1", "--trainer.limit_train_batches=1")
-    last = root / "checkpoints" / "last.ckpt"
+    last = recsys_runs[1] / "checkpoints" / "last.ckpt"
     done = run_attnlab(
-        "fit", f"--config={RECSYS}", f"--trainer.default_root_dir={root}", f"--ckpt_path={last}", cwd=REPO
+        "fit", f"--config={RECSYS}", f"--trainer.default_root_dir={tmp_path}", f"--ckpt_path={last}", cwd=REPO
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"{last} is a sharded checkpoint" in done.stderr
