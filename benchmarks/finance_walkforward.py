@@ -130,10 +130,32 @@ def baseline_data(common: dict[str, Any], snapshots: int) -> dict[str, Any]:
     return out
 
 
+def ema_override(ema: str) -> list[str]:
+    """The ``--trainer.callbacks`` override that replaces the configs' EMA (``--ema``).
+
+    ``config`` keeps it, ``none`` drops it, ``0.9`` uses that decay, ``0.99,warmup`` that decay with the
+    warm-up ``min(decay, (1 + n) / (10 + n))``.
+    """
+    if ema == "config":
+        return []
+    if ema == "none":
+        return ["--trainer.callbacks=[]"]
+    decay, _, warmup = ema.partition(",")
+    if warmup not in ("", "warmup") or not 0.0 < float(decay) < 1.0:
+        raise ValueError(f"--ema: expected config, none, <decay> or <decay>,warmup; got {ema!r}")
+    init = {"decay": float(decay), "warmup": warmup == "warmup"}
+    return ["--trainer.callbacks=" + json.dumps([{"class_path": "core.training.EMA", "init_args": init}])]
+
+
 def neural(
     config: str, fold: int, seed: int, args: argparse.Namespace, root: Path, data_overrides: dict[str, Any]
-) -> tuple[list[float], list[np.ndarray]]:
-    """Train a config on one fold and seed; test macro-F1 per horizon and the test window ends."""
+) -> tuple[list[float], list[np.ndarray], float]:
+    """Train a config on one fold and seed.
+
+    Returns:
+        Test macro-F1 per horizon, ``[test window ends]`` and the best validation macro-F1 (mean over
+        horizons; the checkpoint's selection score, what ``--ema`` and other settings are chosen on).
+    """
     from core.cli import main as attnlab
 
     files = ",".join(args.files)
@@ -155,12 +177,14 @@ def neural(
         f"--trainer.default_root_dir={root}",
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
+        *ema_override(args.ema),
     ]
-    attnlab(["fit", *common])
+    fit = attnlab(["fit", *common])
+    val = float(fit.trainer.checkpoint_callback.best_model_score)
     cli = attnlab(["test", *common, "--ckpt_path=best"])
     metrics = cli.trainer.callback_metrics
     ends = cli.datamodule.datasets["test"].ends
-    return [float(metrics[f"test_macro_f1_h{h}"]) for h in args.horizons], [ends]
+    return [float(metrics[f"test_macro_f1_h{h}"]) for h in args.horizons], [ends], val
 
 
 def _cli(value: Any) -> str:
@@ -226,6 +250,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--train-batches", type=float, default=1.0, help="share of the training batches per epoch (random)"
     )
+    parser.add_argument(
+        "--ema",
+        default="config",
+        help="EMA of the neural runs: config (the configs' own), none, <decay> or <decay>,warmup",
+    )
     parser.add_argument("--no-classical", action="store_true", help="neural runs only")
     parser.add_argument("--snapshots", type=int, default=20, help="snapshots fed to sk-logreg")
     parser.add_argument("--models", nargs="*", default=list(NEURAL), choices=NEURAL)
@@ -240,11 +269,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.merge:
         return merge([Path(p) for p in args.merge], args.horizons)
     out = Path(args.out)
+    ema_override(args.ema)  # fails early on a bad value
     scores: dict[str, dict[int, list[list[float]]]] = {}
+    val_scores: dict[str, dict[int, list[float]]] = {}
     timings: dict[str, float] = {}
 
     def save() -> dict[str, Any]:
-        result = {"args": vars(args), "scores": scores, "seconds": timings}
+        result = {"args": vars(args), "scores": scores, "val_macro_f1": val_scores, "seconds": timings}
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps(result, indent=1))
         return result
@@ -270,14 +301,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for seed in seeds:
                 start = time.perf_counter()
                 root = out / name.replace(" ", "_").replace(",", "") / f"fold{fold}_seed{seed}"
-                values, (ends,) = neural(config, fold, seed, args, root, overrides)
+                values, (ends,), val = neural(config, fold, seed, args, root, overrides)
                 if not np.array_equal(ends, data["ends"][2]):
                     raise RuntimeError(f"{name}: its test windows differ from the baselines'")
                 scores.setdefault(name, {}).setdefault(fold, []).append(values)
+                val_scores.setdefault(name, {}).setdefault(fold, []).append(val)
                 timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
                 save()
         print(summary(scores, args.horizons), flush=True)
     result = save()
+    print(
+        "\nbest validation macro-F1 (mean over horizons), mean over folds and seeds: "
+        + ", ".join(
+            f"{name} {np.mean([v for runs in per_fold.values() for v in runs]):.4f}"
+            for name, per_fold in val_scores.items()
+        )
+    )
     print(
         "\nwall seconds per model (all folds and seeds): "
         + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())

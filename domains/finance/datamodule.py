@@ -11,6 +11,7 @@ splits. Everything that is estimated from data (normalisation statistics, label 
 the training split only.
 """
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -31,11 +32,13 @@ from domains.finance.features import (
     day_events,
     normalise,
     normalization_stats,
+    previous_days_normalise,
     rolling_normalise,
 )
 from domains.finance.labels import CLASS_NAMES, UNDEFINED, classify, threshold_from_train
 from domains.finance.readers import orderbook_file_for, parse_lobster_filename, read_lobster
 from domains.finance.splits import (
+    SPLIT_NAMES,
     Segment,
     SplitEvents,
     SplitOverlapWarning,
@@ -180,8 +183,12 @@ class LOBSTERDataModule(LOBDataModule):
     the time gap, order size, relative price, depth and every handcrafted column per column (the one-hot
     and the direction are left as they are). ``global``: statistics of the training block; ``rolling``:
     of the last ``rolling_events`` events of the same day up to the current one (never a later event:
-    the statistics follow the level of the day, as DeepLOB's previous-days normalisation); ``window``: of
-    the window itself. Label thresholds always come from the training block only.
+    the statistics follow the level of the day); ``previous_days``: of the events of the ``rolling_days``
+    previous trading days of the same ticker among all configured files (ordered by the date in the file
+    names), as the original DeepLOB pipeline normalises each day with the previous days' statistics; the
+    first ``rolling_days`` days have no such statistics, so they only supply them and give no windows (a
+    split left with no day is an error); ``window``: of the window itself. Label thresholds always come
+    from the training block only.
 
     Labels are computed within each day and split (a window's label never looks across a boundary):
     ``tlob`` (horizon-bias free, Berti & Kasneci 2025) or ``classic`` smoothed returns, thresholded at α
@@ -218,8 +225,10 @@ class LOBSTERDataModule(LOBDataModule):
         handcrafted: Append the handcrafted microstructure features.
         lags: Lags (events) of the handcrafted order-flow imbalance and mid-return columns.
         normalization: ``global`` (training-block statistics), ``rolling`` (last ``rolling_events`` events
-            up to the current one) or ``window`` (each window on its own).
+            up to the current one), ``previous_days`` (the events of the previous ``rolling_days`` days;
+            the first ``rolling_days`` days give no windows) or ``window`` (each window on its own).
         rolling_events: Window length in events of the ``rolling`` statistics.
+        rolling_days: Earlier trading days whose events give the ``previous_days`` statistics.
         tick_size: Tick size in LOBSTER price units (100 = $0.01).
         label_method: ``tlob`` (smoothed over ``min(smoothing, h)`` events on both sides) or ``classic``
             (the current mid against the mean of the next h mids; ``smoothing`` unused).
@@ -253,6 +262,7 @@ class LOBSTERDataModule(LOBDataModule):
         lags: list[int] = [1, 10, 100],  # noqa: B006
         normalization: Normalization = "global",
         rolling_events: int = 1000,
+        rolling_days: int = 1,
         tick_size: int = 100,
         label_method: Literal["tlob", "classic"] = "tlob",
         threshold: Literal["half_mean_abs", "spread"] = "half_mean_abs",
@@ -275,8 +285,10 @@ class LOBSTERDataModule(LOBDataModule):
             raise InputError(f"tick_size ({tick_size}) and smoothing ({smoothing}) must be >= 1")
         if not lags or any(lag < 1 for lag in lags):
             raise InputError(f"lags must be positive event counts, got {lags}")
-        if rolling_events < 1:
-            raise InputError(f"rolling_events must be >= 1, got {rolling_events}")
+        if rolling_events < 1 or rolling_days < 1:
+            raise InputError(
+                f"rolling_events ({rolling_events}) and rolling_days ({rolling_days}) must be >= 1"
+            )
         if folds < 1 or not 0 <= fold < folds:
             raise InputError(f"fold must be in 0..folds-1 with folds >= 1, got fold={fold}, folds={folds}")
         if folds > 1 and files is None:
@@ -289,6 +301,7 @@ class LOBSTERDataModule(LOBDataModule):
         self.lags = tuple(int(lag) for lag in lags)
         self.normalization_mode = normalization
         self.rolling_events = int(rolling_events)
+        self.rolling_days = int(rolling_days)
         self.folds, self.fold, self.anchored = int(folds), int(fold), bool(anchored)
         self.tick_size = tick_size
         self.label_method = label_method
@@ -310,6 +323,8 @@ class LOBSTERDataModule(LOBDataModule):
         self.alpha: list[float] | None = None
         self.normalization: dict[str, Any] | None = None
         self._days: dict[Path, DayEvents] = {}
+        self._raw_days: dict[Path, DayEvents] = {}
+        self._earlier_days = self._previous_days() if normalization == "previous_days" else {}
 
     @property
     def layout(self) -> FeatureLayout:
@@ -349,9 +364,36 @@ class LOBSTERDataModule(LOBDataModule):
         events = self._split_events(split)
         return None if events is None else self._windows(split, events)
 
-    def _load_day(self, path: Path) -> DayEvents:
-        if path not in self._days:
-            day = day_events(
+    def _previous_days(self) -> dict[Path, list[Path] | None]:
+        """Per configured file, the files of the ``rolling_days`` previous dates of its ticker.
+
+        ``None`` for a file with fewer earlier dates among the configured files: it only supplies
+        statistics. Files are compared as resolved paths, so one day listed in two splits is one day.
+        """
+        by_path: dict[Path, Path] = {}
+        for files in self.split_files.values():
+            for path in files:
+                by_path.setdefault(path.resolve(), path)
+        infos = {key: parse_lobster_filename(path) for key, path in by_path.items()}
+        out: dict[Path, list[Path] | None] = {}
+        for key, info in infos.items():
+            dates = sorted({i.date for i in infos.values() if i.ticker == info.ticker and i.date < info.date})
+            wanted = set(dates[-self.rolling_days :])
+            earlier = [
+                by_path[k]
+                for k, i in sorted(infos.items(), key=lambda item: (item[1].date, item[1].start_ms))
+                if i.ticker == info.ticker and i.date in wanted
+            ]
+            out[key] = earlier if len(dates) >= self.rolling_days else None
+        return out
+
+    def _stats_only(self, path: Path) -> bool:
+        """Whether ``path`` is among the first ``rolling_days`` days (``previous_days`` statistics only)."""
+        return self.normalization_mode == "previous_days" and self._earlier_days[path.resolve()] is None
+
+    def _raw_day(self, path: Path) -> DayEvents:
+        if path not in self._raw_days:
+            self._raw_days[path] = day_events(
                 read_lobster(path),
                 self.keep_event_types,
                 self.tick_size,
@@ -360,24 +402,53 @@ class LOBSTERDataModule(LOBDataModule):
                 self.sizes,
                 self.lags if self.handcrafted else None,
             )
+        return self._raw_days[path]
+
+    def _load_day(self, path: Path) -> DayEvents:
+        """The kept events of a day, normalised already for ``rolling`` and ``previous_days``."""
+        if path not in self._days:
+            day = self._raw_day(path)
             if self.normalization_mode == "rolling":
-                day.features, day.price_scale = rolling_normalise(
-                    day.features, self.layout, self.rolling_events
-                )
+                features, scale = rolling_normalise(day.features, self.layout, self.rolling_events)
+                day = dataclasses.replace(day, features=features, price_scale=scale)
+                del self._raw_days[path]  # only previous_days reads raw days again
+            elif self.normalization_mode == "previous_days":
+                earlier = self._earlier_days[path.resolve()]
+                if earlier is None:
+                    raise InputError(
+                        f"{path}: normalization previous_days needs the {self.rolling_days} previous day(s) "
+                        "of its ticker among the configured files; this day only supplies statistics"
+                    )
+                previous = [self._raw_day(p).features for p in earlier]
+                features, scale = previous_days_normalise(day.features, previous, self.layout)
+                day = dataclasses.replace(day, features=features, price_scale=scale)
             self._days[path] = day
         return self._days[path]
 
     def _segments(self, split: Split) -> list[Segment]:
         files = self.split_files[split]
         if self.fractions is None or (split == "predict" and self._explicit_predict):
-            return [Segment(d, p, 0, len(self._load_day(p))) for d, p in enumerate(files)]
-        lengths = [len(self._load_day(p)) for p in files]
+            return [
+                Segment(d, p, 0, len(self._load_day(p)))
+                for d, p in enumerate(files)
+                if not self._stats_only(p)
+            ]
+        # previous_days: the first days supply statistics only; the fractions cut the other days' events
+        lengths = [0 if self._stats_only(p) else len(self._load_day(p)) for p in files]
         which = "test" if split == "predict" else split
         return fraction_segments(files, lengths, self.fractions, which, self.folds, self.fold, self.anchored)
 
     def _split_events(self, split: Split) -> SplitEvents | None:
         segments = self._segments(split)
         if not segments:
+            files = self.split_files[split]
+            if files and all(self._stats_only(p) for p in files):
+                raise InputError(
+                    f"the {SPLIT_NAMES.get(split, split)} split's days {[str(p) for p in files]} are all "
+                    f"among the first {self.rolling_days} day(s) of their ticker: with normalization "
+                    "previous_days they only supply statistics and give no windows; give the split later "
+                    "days or lower rolling_days"
+                )
             return None
         smoothing = self.smoothing if self.label_method == "tlob" else None
         events = split_events(segments, self._load_day, self._horizons, smoothing, self.label_method)
@@ -399,6 +470,8 @@ class LOBSTERDataModule(LOBDataModule):
             self.normalization = normalization_stats(train.features, self.layout)
         elif self.normalization_mode == "rolling":
             self.normalization = {"rolling_events": self.rolling_events}
+        elif self.normalization_mode == "previous_days":
+            self.normalization = {"rolling_days": self.rolling_days}
         else:
             self.normalization = {"window_events": self.seq_len}
         spread = train.spread_over_mid if self.threshold == "spread" else None
@@ -442,7 +515,7 @@ class LOBSTERDataModule(LOBDataModule):
         if self.normalization_mode == "global":
             features = normalise(events.features, self.normalization, layout)
             scale = np.full(len(features), self.normalization["price_std"])
-        else:  # rolling: normalised per day when loaded; window: by the dataset
+        else:  # rolling, previous_days: normalised per day when loaded; window: by the dataset
             features = np.nan_to_num(events.features, nan=0.0, posinf=0.0, neginf=0.0)
             scale = events.price_scale
         last_mid = None
@@ -509,6 +582,9 @@ class LOBSTERDataModule(LOBDataModule):
         if self.normalization is not None:
             stats = ", ".join(f"{key}={_fmt(value)}" for key, value in self.normalization.items())
             lines.append(f"  normalisation (train): {stats}")
+            first = [str(p) for p in self.input_paths()[::2] if self._stats_only(p)]
+            if first:
+                lines.append(f"  days that only supply previous_days statistics (no windows): {first}")
             alphas = ", ".join(
                 f"h={h}: {a:.3g}" for h, a in zip(self._horizons, self.alpha or [], strict=True)
             )

@@ -7,8 +7,9 @@
 * :class:`FeatureLayout` names the columns and the groups that share z-score statistics.
 * ``global`` normalisation: :func:`normalization_stats` fits statistics on the training split and
   :func:`normalise` applies them; ``rolling``: :func:`rolling_normalise` uses the statistics of the last
-  N events of the same day up to the current one (never later ones); ``window`` normalisation is done per
-  window by :class:`~domains.finance.windows.LOBWindowDataset`.
+  N events of the same day up to the current one (never later ones); ``previous_days``:
+  :func:`previous_days_normalise` uses the statistics of the previous N days' events; ``window``
+  normalisation is done per window by :class:`~domains.finance.windows.LOBWindowDataset`.
 """
 
 from dataclasses import dataclass, field
@@ -41,12 +42,13 @@ __all__ = [
     "handcrafted_names",
     "normalise",
     "normalization_stats",
+    "previous_days_normalise",
     "rolling_normalise",
 ]
 
 PriceFeatures = Literal["raw", "mid", "last_mid"]
 SizeFeatures = Literal["raw", "log"]
-Normalization = Literal["global", "rolling", "window"]
+Normalization = Literal["global", "rolling", "previous_days", "window"]
 
 ORDER_FEATURES = (
     "log1p_dt",
@@ -383,8 +385,9 @@ def rolling_normalise(raw: np.ndarray, layout: FeatureLayout, events: int) -> tu
 
     The statistics of event ``t`` pool the finite values of its group over events
     ``max(0, t − events + 1) .. t`` of the same day: nothing later than ``t`` is used, so a later session
-    is normalised by its own recent level (as DeepLOB normalises each day by the previous days), not by the
-    training block's. A (numerically) zero std, e.g. at the day's first event, is replaced by 1.
+    is normalised by its own recent level, not by the training block's (:func:`previous_days_normalise`
+    uses whole earlier days instead). A (numerically) zero std, e.g. at the day's first event, is replaced
+    by 1.
 
     Args:
         raw: ``(n, F)`` raw features of one day, laid out as ``layout``.
@@ -421,3 +424,26 @@ def rolling_normalise(raw: np.ndarray, layout: FeatureLayout, events: int) -> tu
         if name == "price" and columns[0] == 0:
             price_std = std
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0), price_std
+
+
+def previous_days_normalise(
+    raw: np.ndarray, previous: list[np.ndarray], layout: FeatureLayout
+) -> tuple[np.ndarray, np.ndarray]:
+    """Z-score one day with the statistics of the events of earlier days only (the DeepLOB pipeline's).
+
+    The statistics are :func:`normalization_stats` of the previous days' raw features pooled together, so
+    a day is scaled by the level of the days before it and never by its own (later) events.
+
+    Args:
+        raw: ``(n, F)`` raw features of the day, laid out as ``layout``.
+        previous: Raw ``(n_i, F)`` features of each earlier day (at least one).
+        layout: The column layout.
+
+    Returns:
+        ``(normalised (n, F) with NaN/±inf set to 0, price std (n,))``; the price std (one value, repeated)
+        re-scales the shift of ``last_mid`` prices in the windows.
+    """
+    if not previous:
+        raise ValueError("previous_days_normalise needs at least one earlier day")
+    stats = normalization_stats(np.concatenate(previous), layout)
+    return normalise(raw, stats, layout), np.full(len(raw), stats["price_std"])
