@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from core.training.sharding import consolidate_checkpoint, is_sharded_checkpoint
@@ -153,4 +153,12 @@ def load_pretrained(model: nn.Module, path: str | Path, *, resizable_keys: Seque
         raise ValueError(f"{path}: no tensor matches the model ({type(model).__name__}); wrong checkpoint?")
     model.load_state_dict(to_load, strict=False)
     rank_zero_info(f"pretrained weights from {path}: " + report.summary())
+    if 2 * len(to_load) < len(target):
+        # Other widths or depths load without error but leave most of the model at initialisation.
+        rank_zero_warn(
+            f"pretrained weights from {path}: only {len(to_load)} of the model's {len(target)} tensors "
+            f"came from the checkpoint ({len(report.skipped)} of its tensors skipped); the run starts "
+            "mostly from initialisation. Check that the network options (widths, depth) match the run "
+            "that wrote it."
+        )
     return report

@@ -11,8 +11,8 @@ read, so discovery and :func:`check_headers` are fast even for large datasets an
 * :func:`folder_cases`: one sub-folder per case, found by a glob relative to ``root`` (``*``, or ``*/*`` for
   BraTS ``train/`` + ``validation/``), with one file-name glob per modality and one for the label.
 * :func:`image_file_cases`: every NIfTI file of a folder is one unlabelled case (prediction inputs).
-* :func:`check_headers`: same spatial shape and affine for all modalities and the label of each case;
-  :func:`case_channels` counts a case's channels from its headers.
+* :func:`check_headers`: same spatial shape and affine for all modalities, the label and the mask of each
+  case; :func:`case_channels` counts a case's channels from its headers.
 """
 
 import json
@@ -315,9 +315,11 @@ def _spatial(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def check_headers(cases: list[Case], atol: float = AFFINE_ATOL, in_channels: int | None = None) -> None:
-    """Check that every modality and the label of each case lie on the same voxel grid (headers only).
+    """Check that the modalities, label and mask of each case lie on one voxel grid (headers only).
 
-    A 4-D image ``(X, Y, Z, C)`` counts as C channels (MSD multi-modal files).
+    A 4-D image ``(X, Y, Z, C)`` counts as C channels (MSD multi-modal files). The mask (``--data.mask``) is
+    checked too: it is cropped with the image, so a mask on another grid would fail mid-test or restrict the
+    prediction to the wrong voxels.
 
     Args:
         cases: Cases from one of the readers.
@@ -329,26 +331,27 @@ def check_headers(cases: list[Case], atol: float = AFFINE_ATOL, in_channels: int
             channel-count mismatch, or an unreadable header.
     """
     for case in cases:
-        files = [*case["image"], *([case["label"]] if case.get("label") else [])]
-        headers = [_header(f) for f in files]
-        ref_file, (ref_shape, ref_affine) = files[0], headers[0]
+        extra = [("label map", case.get("label")), ("mask", case.get("mask"))]
+        files = [*(("image", path) for path in case["image"]), *((kind, f) for kind, f in extra if f)]
+        headers = [_header(f) for _, f in files]
+        ref_file, (ref_shape, ref_affine) = files[0][1], headers[0]
         channels = 0
-        for index, (path, (shape, affine)) in enumerate(zip(files, headers, strict=True)):
-            is_label = index >= len(case["image"])
-            if len(shape) < 3 or (is_label and len(_spatial(shape)) != 3) or len(shape) > 4 + is_label:
-                kind = "label map" if is_label else "image"
+        for (kind, path), (shape, affine) in zip(files, headers, strict=True):
+            is_map = kind != "image"
+            if len(shape) < 3 or (is_map and len(_spatial(shape)) != 3) or len(shape) > 4 + is_map:
                 raise InputError(f"case {case['case']}: {path} has shape {shape}, expected a 3-D {kind}")
-            if not is_label:
+            if not is_map:
                 channels += _channels(shape)
             if _spatial(shape) != _spatial(ref_shape):
                 raise InputError(
                     f"case {case['case']}: spatial shape mismatch: {ref_file} has shape {ref_shape} but "
-                    f"{path} has shape {shape}; all modalities and the label must lie on the same voxel grid"
+                    f"the {kind} {path} has shape {shape}; all modalities, the label and the mask must lie "
+                    "on the same voxel grid"
                 )
             if not np.allclose(affine, ref_affine, rtol=0.0, atol=atol):
                 raise InputError(
                     f"case {case['case']}: affine mismatch (atol {atol} mm): {ref_file} has affine\n"
-                    f"{np.array2string(ref_affine, precision=4)}\nbut {path} has affine\n"
+                    f"{np.array2string(ref_affine, precision=4)}\nbut the {kind} {path} has affine\n"
                     f"{np.array2string(affine, precision=4)}\nresample them onto one grid first"
                 )
         if in_channels is not None and channels != in_channels:

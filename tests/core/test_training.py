@@ -2,6 +2,7 @@
 
 import copy
 import os
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -229,6 +230,19 @@ def test_pretrained_loads_matching_and_reports_skipped(tmp_path: Path, caplog) -
         load_pretrained(nn.Linear(2, 2), path)
     with pytest.raises(FileNotFoundError, match="not found"):
         load_pretrained(other, tmp_path / "missing.ckpt")
+
+
+def test_pretrained_warns_when_most_of_the_model_stays_at_initialisation(tmp_path: Path) -> None:
+    path = tmp_path / "narrow.ckpt"
+    torch.save(
+        {"state_dict": nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2)).state_dict()}, path
+    )
+    wide = nn.Sequential(nn.Linear(4, 16), nn.Linear(16, 16), nn.Linear(16, 2))  # only "2.bias" fits
+    with pytest.warns(UserWarning, match=r"only 1 of the model's 6 tensors came from the checkpoint \(5 of"):
+        load_pretrained(wide, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the head alone differing is the normal fine-tuning case: no warning
+        load_pretrained(nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 5)), path)
 
 
 def test_pretrained_resizes_declared_keys(tmp_path: Path) -> None:

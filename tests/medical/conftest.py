@@ -119,3 +119,36 @@ def make_folders(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+BRATS_LAYOUT_CASES = (
+    "train/brats_2013_pat0005_1",
+    "train/brats_2013_pat0006_1",
+    "validation/brats_2013_pat0003_1",
+    "validation/brats_2013_pat0004_1",
+)
+"""Case folders of the shared BraTS subset (``case_glob: "*/*"``), relative to its root."""
+
+
+@pytest.fixture
+def make_brats_layout(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: the shared BraTS subset's exact layout with synthetic voxels, under ``tmp_path/<name>``.
+
+    Each case folder holds ``Flair_subtrMeanDivStd.nii.gz``, ``T1c_subtrMeanDivStd.nii.gz`` (float32),
+    ``OTMultiClass.nii.gz`` (float32 labels 0/1/4) and ``brainmask.nii.gz`` (int32), on the LPS-flipped
+    affine ``diag(-1, -1, 1, 1)`` of the real files.
+    """
+
+    def make(name: str = "brats", shape: tuple[int, int, int] = (24, 24, 16)) -> Path:
+        root = tmp_path / name
+        affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+        for i, case in enumerate(BRATS_LAYOUT_CASES):
+            image, label = blob_volume(shape, seed=i, label_values=(1, 4))
+            folder = root / case
+            write_nifti(folder / "Flair_subtrMeanDivStd.nii.gz", image, affine)
+            write_nifti(folder / "T1c_subtrMeanDivStd.nii.gz", image * 0.5, affine)
+            write_nifti(folder / "OTMultiClass.nii.gz", label.astype(np.float32), affine)
+            write_nifti(folder / "brainmask.nii.gz", (image != 0).astype(np.int32), affine)
+        return root
+
+    return make

@@ -167,3 +167,29 @@ def test_all_zero_image_with_a_labelled_foreground_is_warned_about(
     assert len(warnings) == 1, result.stderr[-3000:]
     assert f"case {CASE}: every voxel of {image.resolve()} is 0" in warnings[0]
     assert str((dataset / "labelsTr" / f"{CASE}.nii.gz").resolve()) in warnings[0]
+
+
+def test_brain_mask_off_the_image_grid_is_refused_before_training(
+    run_attnlab: Callable, make_brats_layout: Callable
+) -> None:
+    """``--data.mask`` of the BraTS config: a brain mask on another grid stops ``attnlab fit`` at setup."""
+    root = make_brats_layout().resolve()
+    case = root / "train" / "brats_2013_pat0005_1"
+    mask = case / "brainmask.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((24, 24, 15), np.int32), np.diag([-1.0, -1.0, 1.0, 1.0])), mask)
+    before = tree_state(root)
+    result = run_attnlab(
+        "fit",
+        f"--config={REPO / 'configs' / 'medical' / 'agunet_brats.yaml'}",
+        f"--data.init_args.root={root}",
+        f"--trainer.default_root_dir={root.parent / 'run'}",
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+    )
+    assert tree_state(root) == before, "the run wrote into the input folder"
+    _assert_one_line_error(
+        result,
+        "case train_brats_2013_pat0005_1: spatial shape mismatch",
+        f"{case / 'Flair_subtrMeanDivStd.nii.gz'} has shape (24, 24, 16)",
+        f"the mask {mask} has shape (24, 24, 15)",
+    )

@@ -4,9 +4,11 @@ import json
 import shutil
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
+from core.utils import InputError
 from domains.medical.cases import (
     check_headers,
     check_label_map,
@@ -24,6 +26,8 @@ from tests.medical.conftest import (
     blob_volume,
     write_nifti,
 )
+
+BRATS_MASK = "brainmask.nii.gz"
 
 
 def test_embedded_hippocampus_datalist(hippocampus: Path) -> None:
@@ -141,6 +145,47 @@ def test_brats_case_folders(brats: Path) -> None:
         "validation_brats_2013_pat0004_1",
     ]
     check_headers(cases, in_channels=2)
+
+
+def test_brats_layout_mask_on_the_image_grid_passes(make_brats_layout) -> None:
+    root = make_brats_layout()
+    cases = folder_cases(root, "*/*", BRATS_MODALITIES, BRATS_LABEL, mask=BRATS_MASK)
+    assert [Path(c["mask"]).relative_to(root).as_posix() for c in cases] == [
+        "train/brats_2013_pat0005_1/brainmask.nii.gz",
+        "train/brats_2013_pat0006_1/brainmask.nii.gz",
+        "validation/brats_2013_pat0003_1/brainmask.nii.gz",
+        "validation/brats_2013_pat0004_1/brainmask.nii.gz",
+    ]
+    check_headers(cases, in_channels=2)
+
+
+def test_brats_layout_mask_of_another_shape_names_both_files(make_brats_layout) -> None:
+    root = make_brats_layout().resolve()
+    case = root / "validation" / "brats_2013_pat0003_1"
+    write_nifti(case / BRATS_MASK, np.ones((24, 24, 15), np.int32), np.diag([-1.0, -1.0, 1.0, 1.0]))
+    cases = folder_cases(root, "*/*", BRATS_MODALITIES, BRATS_LABEL, mask=BRATS_MASK)
+    with pytest.raises(InputError) as err:
+        check_headers(cases, in_channels=2)
+    message = str(err.value)
+    assert message.startswith("case validation_brats_2013_pat0003_1: spatial shape mismatch: ")
+    assert f"{case / 'Flair_subtrMeanDivStd.nii.gz'} has shape (24, 24, 16)" in message
+    assert f"the mask {case / BRATS_MASK} has shape (24, 24, 15)" in message
+    check_headers(folder_cases(root, "*/*", BRATS_MODALITIES, BRATS_LABEL), in_channels=2)  # without the mask
+
+
+def test_brats_layout_mask_with_another_affine_names_both_files(make_brats_layout) -> None:
+    root = make_brats_layout().resolve()
+    case = root / "train" / "brats_2013_pat0006_1"
+    mask = np.asarray(nib.load(case / BRATS_MASK).dataobj)
+    write_nifti(case / BRATS_MASK, mask, np.eye(4))  # same shape, RAS instead of the images' flipped grid
+    cases = folder_cases(root, "*/*", BRATS_MODALITIES, BRATS_LABEL, mask=BRATS_MASK)
+    with pytest.raises(InputError) as err:
+        check_headers(cases, in_channels=2)
+    message = str(err.value)
+    assert message.startswith("case train_brats_2013_pat0006_1: affine mismatch (atol 0.001 mm): ")
+    assert str(case / "Flair_subtrMeanDivStd.nii.gz") in message
+    assert f"but the mask {case / BRATS_MASK} has affine" in message
+    assert "[-1.  0.  0.  0.]" in message and "[1. 0. 0. 0.]" in message
 
 
 def test_label_maps() -> None:
