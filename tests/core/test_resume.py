@@ -4,6 +4,7 @@ import json
 import re
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -48,9 +49,9 @@ def test_processes_share_the_epoch_order_and_skip_their_own_part() -> None:
         ranks[0].skip(5)
 
 
-def _fit(root: Path, config: Path, *extra: str, monitor: str = "val_loss") -> None:
+def _fit(root: Path, config: Path, *extra: str, monitor: str = "val_loss") -> Any:
     plateau = {**PLATEAU, "init_args": {**PLATEAU["init_args"], "monitor": monitor}}
-    main(
+    return main(
         [
             "fit",
             f"--config={config}",
@@ -76,9 +77,10 @@ def _assert_same_run(a: Path, b: Path) -> None:
     assert first["lr_schedulers"] == second["lr_schedulers"]
 
 
-# Each domain's smoke config (its flagship network, small): stopped at a step in the middle of an epoch.
+# Each domain's smoke config (its flagship network, small): stopped at a step in the middle of an epoch
+# (with at most 6 training batches per epoch, below).
 DOMAINS = {
-    "finance": (FINANCE, "val_loss", 11),
+    "finance": (FINANCE, "val_loss", 8),
     "recsys": (REPO / "configs" / "recsys" / "smoke.yaml", "val_mrr", 3),
     "medical": (REPO / "configs" / "medical" / "smoke.yaml", "val_loss", 3),
 }
@@ -97,12 +99,16 @@ DOMAINS = {
 def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(tmp_path: Path, domain: str, signum: int) -> None:
     """Weights, step and plateau schedule after resuming equal those of a run never stopped."""
     config, monitor, step = DOMAINS[domain]
-    _fit(tmp_path / "a", config, "--trainer.max_epochs=3", monitor=monitor)
+    budget = ["--trainer.max_epochs=3", "--trainer.limit_train_batches=6", "--trainer.limit_val_batches=2"]
+    batches = _fit(tmp_path / "a", config, *budget, monitor=monitor).trainer.num_training_batches
+    assert 0 < step % batches and step < 3 * batches, (
+        f"step {step} is not inside an epoch of {batches} batches"
+    )
     with pytest.raises(SystemExit) as stop:
-        _fit(tmp_path / "b", config, "--trainer.max_epochs=3", _signal_at(step, int(signum)), monitor=monitor)
+        _fit(tmp_path / "b", config, *budget, _signal_at(step, int(signum)), monitor=monitor)
     assert type(stop.value).__name__ == "SIGTERMException"
     assert torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=False)["global_step"] == step
-    _fit(tmp_path / "b", config, "--trainer.max_epochs=3", "--ckpt_path=last", monitor=monitor)
+    _fit(tmp_path / "b", config, *budget, "--ckpt_path=last", monitor=monitor)
     _assert_same_run(tmp_path / "a", tmp_path / "b")
 
 
