@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.finance_walkforward import fold_options
+
 SOURCE_FOLD, TARGET_FOLD, FOLDS = 0, 2, 3
 
 
@@ -35,23 +37,7 @@ def run(
     """Fit one fold and seed, test its best checkpoint: (test macro-F1 per horizon, best val, best ckpt)."""
     from core.cli import main as attnlab
 
-    common = [
-        f"--config=configs/finance/{args.config}_lobster.yaml",
-        "--data.train_files=null",
-        "--data.val_files=null",
-        "--data.test_files=null",
-        f"--data.files=[{','.join(args.files)}]",
-        f"--data.split=[{','.join(str(f) for f in args.split)}]",
-        f"--data.folds={FOLDS}",
-        f"--data.fold={fold}",
-        f"--data.seq_len={args.seq_len}",
-        f"--data.horizons=[{','.join(str(h) for h in args.horizons)}]",
-        f"--seed_everything={seed}",
-        f"--trainer.max_epochs={args.epochs}",
-        f"--trainer.default_root_dir={root}",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-    ]
+    common = fold_options(args.config, args, fold, FOLDS, seed, root)
     fit = attnlab(["fit", *common, *extra])
     checkpoint = fit.trainer.checkpoint_callback
     best, val = str(checkpoint.best_model_path), float(checkpoint.best_model_score)

@@ -147,6 +147,32 @@ def ema_override(ema: str) -> list[str]:
     return ["--trainer.callbacks=" + json.dumps([{"class_path": "core.training.EMA", "init_args": init}])]
 
 
+def fold_options(
+    config: str, args: argparse.Namespace, fold: int, folds: int, seed: int, root: Path
+) -> list[str]:
+    """``attnlab`` options training ``configs/finance/<config>_lobster.yaml`` on one walk-forward fold.
+
+    ``args`` carries ``files``, ``split``, ``seq_len``, ``horizons`` and ``epochs``.
+    """
+    return [
+        f"--config=configs/finance/{config}_lobster.yaml",
+        "--data.train_files=null",
+        "--data.val_files=null",
+        "--data.test_files=null",
+        f"--data.files=[{','.join(args.files)}]",
+        f"--data.split=[{','.join(str(f) for f in args.split)}]",
+        f"--data.folds={folds}",
+        f"--data.fold={fold}",
+        f"--data.seq_len={args.seq_len}",
+        f"--data.horizons=[{','.join(str(h) for h in args.horizons)}]",
+        f"--seed_everything={seed}",
+        f"--trainer.max_epochs={args.epochs}",
+        f"--trainer.default_root_dir={root}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+    ]
+
+
 def neural(
     config: str, fold: int, seed: int, args: argparse.Namespace, root: Path, data_overrides: dict[str, Any]
 ) -> tuple[list[float], list[np.ndarray], float]:
@@ -158,25 +184,10 @@ def neural(
     """
     from core.cli import main as attnlab
 
-    files = ",".join(args.files)
     common = [
-        f"--config=configs/finance/{config}_lobster.yaml",
-        "--data.train_files=null",
-        "--data.val_files=null",
-        "--data.test_files=null",
-        f"--data.files=[{files}]",
-        f"--data.split=[{','.join(str(f) for f in args.split)}]",
-        f"--data.folds={args.folds}",
-        f"--data.fold={fold}",
-        f"--data.seq_len={args.seq_len}",
-        f"--data.horizons=[{','.join(str(h) for h in args.horizons)}]",
+        *fold_options(config, args, fold, args.folds, seed, root),
         *(f"--data.{key}={_cli(value)}" for key, value in data_overrides.items()),
-        f"--seed_everything={seed}",
-        f"--trainer.max_epochs={args.epochs}",
         f"--trainer.limit_train_batches={args.train_batches}",
-        f"--trainer.default_root_dir={root}",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
         *ema_override(args.ema),
     ]
     fit = attnlab(["fit", *common])

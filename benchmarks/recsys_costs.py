@@ -82,14 +82,14 @@ def main() -> None:
     ml100k = args.data / "ml-100k" / "ml-100k.inter"
     print(f"device: {device_label(torch.device('cpu'))}")
 
-    rows = [
+    data_rows = [
         ("read_sequence_file, Amazon Sports", lambda: read_sequence_file(sports)),
         (
             "read + preprocess (datamodule setup), Amazon Sports",
             lambda: SeqRecDataModule(path=str(sports)).setup("fit"),
         ),
     ]
-    rows += [
+    data_rows += [
         (
             f"setup + one pass over the train/val/test loaders, {name}, {ranking}",
             lambda p=path, r=ranking: prepare(p, r),
@@ -101,17 +101,16 @@ def main() -> None:
         )
     ]
     print("\n| data | first call (s) | fastest of the repeats (s) |\n|---|---|---|")
-    for label, fn in rows:
+    for label, fn in data_rows:
         first, fastest = timed(fn, args.repeats)
         print(f"| {label} | {first:.2f} | {fastest:.2f} |")
 
-    rows_, items, hidden = 1700, 11924, 64
-    inputs = loss_inputs(rows_, items, hidden)
+    rows, items, hidden = 1700, 11924, 64
+    inputs = loss_inputs(rows, items, hidden)
     _, chunked = timed(lambda: catalogue_loss(*inputs, chunked=True).backward(), args.repeats + 2)
     _, full = timed(lambda: catalogue_loss(*inputs, chunked=False).backward(), args.repeats + 2)
     print(
-        f"\n| catalogue cross-entropy, {rows_} positions × {items} items × {hidden}, fwd+bwd | ms |"
-        "\n|---|---|"
+        f"\n| catalogue cross-entropy, {rows} positions × {items} items × {hidden}, fwd+bwd | ms |\n|---|---|"
     )
     print(
         f"| full logits (F.cross_entropy) | {1000 * full:.1f} |\n| row chunks (linear_cross_entropy) | "

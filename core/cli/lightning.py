@@ -263,7 +263,7 @@ def _enter(namespace: Any, name: str) -> Any:
         return None
     if name not in namespace and "init_args" in namespace:
         namespace = namespace["init_args"]
-    return namespace[name] if hasattr(namespace, "__contains__") and name in namespace else None
+    return namespace[name] if name in namespace else None
 
 
 def _normalise(value: Any) -> Any:
