@@ -54,6 +54,13 @@ class ResumeState(Callback):
         return "ResumeState"
 
     # ------------------------------------------------------------------ signals
+    def on_sanity_check_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """Take the signals already for the sanity check, which runs under Lightning's handler otherwise.
+
+        A signal recorded here stops every rank after the first training batch, with ``last.ckpt`` saved.
+        """
+        self._take_signals()
+
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         """Take SIGTERM, and SIGUSR1 unless a handler is set (Lightning's SLURM auto-requeue), for training.
 
@@ -63,14 +70,7 @@ class ResumeState(Callback):
         it across ranks. Installed after Lightning's own handlers and put back at the end, so Lightning's
         teardown, which restores the handlers it found, does not keep one bound to a finished trainer.
         """
-        if threading.current_thread() is not threading.main_thread():
-            return
-        self._signalled = False
-        handled = [signal.SIGTERM]
-        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
-            handled.append(signal.SIGUSR1)
-        for signum in handled:
-            self._previous_handlers[signum] = signal.signal(signum, self._record_signal)
+        self._take_signals()
 
     def on_train_batch_end(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
@@ -111,6 +111,13 @@ class ResumeState(Callback):
             trainer.global_step,
             path,
         )
+
+    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        """Forget the handlers of a run that ended without ``on_train_end`` (e.g. nothing left to train).
+
+        Lightning's own teardown, which runs first, has already put back the handlers it found before ours.
+        """
+        self._previous_handlers = {}
 
     # ------------------------------------------------------------------ checkpoint contents
     def on_save_checkpoint(
@@ -168,6 +175,17 @@ class ResumeState(Callback):
             self._stepped_epoch = trainer.current_epoch
 
     # ------------------------------------------------------------------ helpers
+    def _take_signals(self) -> None:
+        """Install the recording handler once per run (a signal recorded in the sanity check is kept)."""
+        if self._previous_handlers or threading.current_thread() is not threading.main_thread():
+            return
+        self._signalled = False
+        handled = [signal.SIGTERM]
+        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+            handled.append(signal.SIGUSR1)
+        for signum in handled:
+            self._previous_handlers[signum] = signal.signal(signum, self._record_signal)
+
     def _record_signal(self, signum: int, frame: Any) -> None:
         self._signalled = True
 

@@ -110,6 +110,26 @@ class SignalOneRank(SignalEveryRank):
             super().on_train_batch_end(trainer, *args)
 
 
+class SignalOneRankInSanityCheck(Callback):
+    """Send ``signum`` to the process of global rank ``rank`` during the sanity check, before any step.
+
+    Args:
+        signum: Signal number.
+        rank: The global rank that receives it.
+    """
+
+    def __init__(self, signum: int = int(signal.SIGTERM), rank: int = 0) -> None:
+        self.signum = signum
+        self.rank = rank
+        self._sent = False
+
+    def on_validation_batch_end(self, trainer: "pl.Trainer", *args: object, **kwargs: object) -> None:
+        """Signal once, in the first sanity-check batch of the chosen rank."""
+        if trainer.sanity_checking and trainer.global_rank == self.rank and not self._sent:
+            self._sent = True
+            os.kill(os.getpid(), self.signum)
+
+
 class OutputDtypes(Callback):
     """Record the output dtypes of every module that holds parameters, during training steps.
 

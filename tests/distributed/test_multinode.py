@@ -145,3 +145,24 @@ def test_sigterm_to_rank_0_only_stops_both_nodes_and_the_resumed_run_is_exact(tm
     found = records(tmp_path / "again", 2)
     assert [r["global_step"] for r in found] == [8, 8] == [r["global_step"] for r in expected]
     assert {r["weights_sha1"] for r in found} == {expected[0]["weights_sha1"]}
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ddp")
+def test_sigterm_to_rank_0_in_the_sanity_check_stops_both_nodes_after_one_batch(tmp_path: Path) -> None:
+    """A signal before training (sanity check, under Lightning's handler otherwise) does not hang the pair.
+
+    Both nodes train one batch, save ``last.ckpt`` at step 1 and exit 75.
+    """
+    port = str(free_port())
+    envs = [
+        clean_environment(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(rank), WORLD_SIZE="2")
+        for rank in (0, 1)
+    ]
+    root = tmp_path / "stopped"
+    stop = callback("tests.distributed.probe.SignalOneRankInSanityCheck", signum=int(signal.SIGTERM), rank=0)
+    command = [str(BIN / "attnlab"), *NODE_ARGS, f"--trainer.default_root_dir={root}", stop]
+    command += ["--trainer.limit_train_batches=4", "--trainer.num_sanity_val_steps=2"]
+    statuses, logs = run_together([command, command], envs, tmp_path / "logs")
+    assert statuses == [EXIT_PREEMPTED] * 2, tails(logs)
+    assert torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 1
