@@ -95,13 +95,16 @@ class MedicalDataModule(BaseDataModule):
         cache_dir: Folder of the disk cache; default ``<system temp>/attnlab/medical_cache``. A subfolder per
             preprocessing configuration is used. It may not lie inside an input folder.
         split: ``ratio`` (``val_fraction`` / ``test_fraction`` with ``seed``), ``kfold`` (``num_folds``,
-            ``fold``, ``seed``; fold ``fold`` is the test set, the next fold validation, so checkpoints are
-            never chosen on test patients) or ``fixed`` (``val_cases`` /
+            ``fold``, ``seed``; fold ``fold`` is the test set, the next fold (``val_offset``) validation, so
+            checkpoints are never chosen on test patients) or ``fixed`` (``val_cases`` /
             ``test_cases`` ids, every other case trains).
         val_fraction: Validation share for ``ratio``.
         test_fraction: Test share for ``ratio``.
         num_folds: Folds for ``kfold``.
         fold: Test fold for ``kfold`` (``0 .. num_folds - 1``; each case is tested by exactly one fold).
+        val_offset: Validation fold of ``kfold``: ``(fold + val_offset) % num_folds``. Training one test
+            fold with offsets ``1 .. num_folds - 1`` gives models that never saw its cases, whose ensemble
+            (``--model.ensemble``) can be tested on them: nested cross-validation.
         seed: Split seed.
         val_cases: Validation case ids for ``fixed``.
         test_cases: Test case ids for ``fixed``.
@@ -156,6 +159,7 @@ class MedicalDataModule(BaseDataModule):
         test_fraction: float = 0.2,
         num_folds: int = 5,
         fold: int = 0,
+        val_offset: int = 1,
         seed: int = 0,
         val_cases: list[str] | None = None,
         test_cases: list[str] | None = None,
@@ -213,6 +217,7 @@ class MedicalDataModule(BaseDataModule):
             "test_fraction": test_fraction,
             "num_folds": num_folds,
             "fold": fold,
+            "val_offset": val_offset,
             "seed": seed,
             "val_cases": list(val_cases) if val_cases is not None else None,
             "test_cases": list(test_cases) if test_cases is not None else None,

@@ -19,6 +19,7 @@ def split_cases(
     test_fraction: float = 0.2,
     num_folds: int = 5,
     fold: int = 0,
+    val_offset: int = 1,
     seed: int = 0,
     val_cases: list[str] | None = None,
     test_cases: list[str] | None = None,
@@ -29,14 +30,17 @@ def split_cases(
         ids: Case ids.
         split: ``ratio`` (shuffled, then ``round(fraction * n)`` cases, at least 1 for a positive fraction,
             go to val and to test), ``kfold`` (shuffled into ``num_folds`` near-equal folds; fold ``fold`` is
-            the test set, fold ``(fold + 1) % num_folds`` validation (checkpoints are chosen on it, never on
-            the test patients), the others train; over ``fold = 0 .. num_folds - 1`` every case is tested
-            exactly once) or ``fixed`` (``val_cases`` / ``test_cases``, which may not
+            the test set, fold ``(fold + val_offset) % num_folds`` validation (checkpoints are chosen on it,
+            never on the test patients), the others train; over ``fold = 0 .. num_folds - 1`` every case is
+            tested exactly once) or ``fixed`` (``val_cases`` / ``test_cases``, which may not
             overlap; the rest train).
         val_fraction: Share of the cases for validation (``ratio``).
         test_fraction: Share of the cases for test (``ratio``).
         num_folds: Folds (``kfold``).
         fold: Held-out fold index (``kfold``).
+        val_offset: Which other fold validates (``kfold``, ``1 .. num_folds - 1``). The models of one test
+            fold with every offset never see its cases; ensembled, they score a fold ensemble honestly
+            (nested cross-validation).
         seed: Shuffling seed (``ratio``, ``kfold``).
         val_cases: Validation ids (``fixed``).
         test_cases: Test ids (``fixed``).
@@ -63,15 +67,16 @@ def split_cases(
             "train": order[n_val + n_test :],
         }
     elif split == "kfold":
-        if num_folds < 3 or not 0 <= fold < num_folds:
+        if num_folds < 3 or not 0 <= fold < num_folds or not 0 < val_offset < num_folds:
             raise InputError(
-                f"kfold needs num_folds >= 3 (a test, a validation and a training fold) and "
-                f"0 <= fold < num_folds, got {num_folds=}, {fold=}"
+                f"kfold needs num_folds >= 3 (a test, a validation and a training fold), "
+                f"0 <= fold < num_folds and 0 < val_offset < num_folds, "
+                f"got {num_folds=}, {fold=}, {val_offset=}"
             )
         if n < num_folds:
             raise InputError(f"kfold with num_folds={num_folds} needs at least that many cases, got {n}")
         folds = [[str(c) for c in f] for f in np.array_split(np.array(order, dtype=object), num_folds)]
-        test, val = folds[fold], folds[(fold + 1) % num_folds]
+        test, val = folds[fold], folds[(fold + val_offset) % num_folds]
         parts = {"val": val, "test": test, "train": [c for c in order if c not in set(test) | set(val)]}
     elif split == "fixed":
         if not val_cases and not test_cases:
