@@ -123,21 +123,6 @@ def test_kfold_disjoint_and_covering() -> None:
         split_cases(ids, "kfold", num_folds=5, fold=5)
 
 
-def test_kfold_val_offsets_of_one_test_fold_never_see_it() -> None:
-    """Nested cross-validation: with offsets 1..k-1 every other fold validates once and trains otherwise."""
-    ids = [f"case{i:02d}" for i in range(8)]
-    base = split_cases(ids, "kfold", num_folds=4, fold=2, seed=0)
-    assert split_cases(ids, "kfold", num_folds=4, fold=2, val_offset=1, seed=0) == base
-    inner = [split_cases(ids, "kfold", num_folds=4, fold=2, val_offset=o, seed=0) for o in (1, 2, 3)]
-    assert all(parts["test"] == base["test"] for parts in inner)
-    assert all(not set(parts["test"]) & set(parts["train"] + parts["val"]) for parts in inner)
-    validated = sorted(c for parts in inner for c in parts["val"])
-    assert validated == sorted(set(ids) - set(base["test"]))  # each other case validates exactly once
-    for offset in (0, 4):
-        with pytest.raises(ValueError, match="val_offset"):
-            split_cases(ids, "kfold", num_folds=4, fold=0, val_offset=offset)
-
-
 def test_fixed_split(hippocampus: Path) -> None:
     parts = split_cases(["a", "b", "c", "d"], "fixed", val_cases=["b"], test_cases=["d"])
     assert parts == {"train": ["a", "c"], "val": ["b"], "test": ["d"]}

@@ -58,6 +58,28 @@ def test_kfold_on_four_patients_is_the_documented_assignment() -> None:
         split_cases(ids, "kfold", num_folds=2, fold=0)
 
 
+def test_kfold_val_offsets_of_one_test_fold_never_see_it(make_folders) -> None:
+    """Nested cross-validation: with offsets 1..k-1 each other case validates once, the test case never."""
+    ids = [f"case{i:02d}" for i in range(8)]
+    base = split_cases(ids, "kfold", num_folds=4, fold=2, seed=0)
+    inner = [split_cases(ids, "kfold", num_folds=4, fold=2, val_offset=o, seed=0) for o in (1, 2, 3)]
+    assert inner[0] == base  # offset 1 is the default
+    assert all(parts["test"] == base["test"] for parts in inner)
+    assert all(not set(parts["test"]) & set(parts["train"] + parts["val"]) for parts in inner)
+    assert sorted(c for parts in inner for c in parts["val"]) == sorted(set(ids) - set(base["test"]))
+    for offset in (0, 4):
+        with pytest.raises(InputError, match="val_offset"):
+            split_cases(ids, "kfold", num_folds=4, fold=0, val_offset=offset)
+    root = make_folders(num_cases=4)
+    common = {"root": str(root), "case_glob": "*", "modalities": ["Flair*"], "label": "seg.nii.gz"}
+    dm = CaseFolderDataModule(**common, label_map="binary", split="kfold", num_folds=4, fold=1, val_offset=2)
+    names = {split: [c["case"] for c in dm.split_of(split)] for split in ("train", "val", "test")}
+    expected = split_cases([f"pat{i:02d}" for i in range(4)], "kfold", num_folds=4, fold=1, val_offset=2)
+    assert names == expected
+    with pytest.raises(InputError, match="val_offset"):
+        CaseFolderDataModule(**common, label_map="binary", split="kfold", num_folds=4, val_offset=4)
+
+
 def test_fixed_split_refuses_testing_on_validation_cases() -> None:
     with pytest.raises(InputError, match="share \\['b'\\]"):
         split_cases(["a", "b", "c"], "fixed", val_cases=["b"], test_cases=["b", "c"])
