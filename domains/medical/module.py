@@ -16,7 +16,7 @@ Metrics (:class:`~domains.medical.metrics.SegmentationEvaluation`, sums synchron
 
 Test and predict can average several networks (``ensemble``: the fold checkpoints) and mirrored copies of
 every window (``tta``: all flips of the spatial axes), both inside the sliding window, then post-process the
-foreground (:class:`~domains.medical.postprocess.PostProcessing`: mask, small components, largest
+foreground (:class:`~domains.medical.postprocessing.PostProcessing`: mask, small components, largest
 component). ``attnlab test`` also writes ``test_cases.csv`` (per case: Dice, HD95, patient-wise precision,
 predicted / true volume, for the raw prediction and each post-processing candidate), the input of
 ``python -m domains.medical.postprocess``. Validation logs the predicted / true volume per case
@@ -47,7 +47,7 @@ from core.utils import InputError
 from domains.medical.losses import DeepSupervisionLoss, segmentation_loss
 from domains.medical.metrics import SegmentationEvaluation
 from domains.medical.models import AGUNet, SegmentationNetworkFactory
-from domains.medical.postprocess import CANDIDATES, PostProcessing, case_scores
+from domains.medical.postprocessing import CANDIDATES, PostProcessing, case_scores
 from domains.medical.transforms import affine_spacing
 
 __all__ = ["SegmentationTask", "voxel_spacing"]

@@ -17,8 +17,9 @@ from torch import nn
 from core.cli import main
 from core.utils import InputError
 from domains.medical import CaseFolderDataModule, SegmentationTask
-from domains.medical.postprocess import PostProcessing, case_scores, choose, choose_excluding
+from domains.medical.postprocess import choose, choose_excluding
 from domains.medical.postprocess import main as choose_main
+from domains.medical.postprocessing import PostProcessing, case_scores
 from domains.medical.splits import split_cases
 from domains.medical.transforms import PipelineConfig, augmentations
 from tests.medical.conftest import write_nifti
