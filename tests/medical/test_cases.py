@@ -20,6 +20,7 @@ from domains.medical.cases import (
 )
 from tests.medical.conftest import (
     BRATS_LABEL,
+    BRATS_LAYOUT_CASES,
     BRATS_MODALITIES,
     HIPPOCAMPUS_FULL,
     SHARED_MEDICAL,
@@ -138,24 +139,15 @@ def test_header_affine_mismatch_and_tolerance(tmp_path: Path) -> None:
 
 def test_brats_case_folders(brats: Path) -> None:
     cases = folder_cases(brats, "*/*", BRATS_MODALITIES, BRATS_LABEL)
-    assert [c["case"] for c in cases] == [
-        "train_brats_2013_pat0005_1",
-        "train_brats_2013_pat0006_1",
-        "validation_brats_2013_pat0003_1",
-        "validation_brats_2013_pat0004_1",
-    ]
+    assert [c["case"] for c in cases] == [case.replace("/", "_") for case in BRATS_LAYOUT_CASES]
     check_headers(cases, in_channels=2)
 
 
 def test_brats_layout_mask_on_the_image_grid_passes(make_brats_layout) -> None:
     root = make_brats_layout()
     cases = folder_cases(root, "*/*", BRATS_MODALITIES, BRATS_LABEL, mask=BRATS_MASK)
-    assert [Path(c["mask"]).relative_to(root).as_posix() for c in cases] == [
-        "train/brats_2013_pat0005_1/brainmask.nii.gz",
-        "train/brats_2013_pat0006_1/brainmask.nii.gz",
-        "validation/brats_2013_pat0003_1/brainmask.nii.gz",
-        "validation/brats_2013_pat0004_1/brainmask.nii.gz",
-    ]
+    masks = [Path(c["mask"]).relative_to(root).as_posix() for c in cases]
+    assert masks == [f"{case}/{BRATS_MASK}" for case in BRATS_LAYOUT_CASES]
     check_headers(cases, in_channels=2)
 
 
